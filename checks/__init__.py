@@ -1,0 +1,1 @@
+"""pytest-bdd step library and fixtures behind `cutover verify` (features/)."""

@@ -1,0 +1,6 @@
+"""Command line entry point (filled in below)."""
+import click
+
+@click.group()
+def main() -> None:
+    """cutover"""

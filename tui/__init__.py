@@ -1,0 +1,1 @@
+"""The Textual operator console (`cutover tui`). UI only: all logic lives in `cutover`."""
