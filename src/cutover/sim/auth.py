@@ -1,0 +1,138 @@
+"""Stand-in identity platform: application users, the token endpoint, bearer-token checks.
+
+Tokens are HMAC-signed with a key kept in the simulator database, so they survive a
+restart of the simulator (as real tokens survive a service restart) and are never stored.
+The token endpoint answers like the Microsoft identity platform's v2.0 client-credentials
+endpoint, including its AADSTS error codes for the mistakes operators make.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+
+from .store import get_setting, set_setting
+
+DEFAULT_TOKEN_LIFETIME = 3600
+USER_NAMESPACE = uuid.UUID("6d1c9b54-3c0e-4f55-9a43-9d8f0f2c1e01")
+
+# The rehearsal identities every simulator has. Simulator-only credentials: they open
+# nothing but a local rehearsal database.
+DEFAULT_IDENTITIES = (
+    ("cutover-rehearsal", "rehearsal-secret", "Cutover rehearsal app user", True),
+    ("cutover-rehearsal-2", "rehearsal-secret-2", "Cutover rehearsal app user 2", True),
+    ("cutover-rehearsal-3", "rehearsal-secret-3", "Cutover rehearsal app user 3", True),
+    ("cutover-rehearsal-4", "rehearsal-secret-4", "Cutover rehearsal app user 4", True),
+    ("cutover-verify", "verify-secret", "Cutover verification (read only)", False),
+)
+
+
+@dataclass(frozen=True)
+class Identity:
+    client_id: str
+    user_id: str
+    display_name: str
+    can_write: bool
+
+
+class TokenError(Exception):
+    """An identity-platform error: HTTP status, OAuth error, AADSTS description."""
+
+    def __init__(self, status: int, error: str, description: str):
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+
+    def body(self) -> dict:
+        return {"error": self.error, "error_description": self.description, "error_codes": [int(self.description[6:13])] if self.description.startswith("AADSTS") else []}
+
+
+def ensure_identities(conn: sqlite3.Connection) -> None:
+    for client_id, secret, name, can_write in DEFAULT_IDENTITIES:
+        add_identity(conn, client_id, secret, name, can_write, replace=False)
+    if get_setting(conn, "token_key") is None:
+        set_setting(conn, "token_key", secrets.token_hex(32))
+
+
+def add_identity(conn: sqlite3.Connection, client_id: str, secret: str, name: str, can_write: bool, *, replace: bool = True) -> None:
+    verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+    conn.execute(
+        f"{verb} INTO sim_identities(client_id, client_secret, display_name, user_id, can_write) VALUES (?, ?, ?, ?, ?)",
+        (client_id, secret, name, str(uuid.uuid5(USER_NAMESPACE, client_id)), int(can_write)),
+    )
+
+
+def list_identities(conn: sqlite3.Connection) -> list[dict]:
+    rows = conn.execute("SELECT client_id, display_name, user_id, can_write, secret_expired FROM sim_identities ORDER BY client_id").fetchall()
+    return [
+        {"client_id": r[0], "display_name": r[1], "user_id": r[2], "can_write": bool(r[3]), "secret_expired": bool(r[4])}
+        for r in rows
+    ]
+
+
+def _sign(key: str, payload: bytes) -> str:
+    return base64.urlsafe_b64encode(hmac.new(bytes.fromhex(key), payload, hashlib.sha256).digest()).decode().rstrip("=")
+
+
+def issue_token(conn: sqlite3.Connection, form: dict[str, str], now: float | None = None) -> dict:
+    """Client-credentials grant. Returns the token response or raises TokenError."""
+    now = time.time() if now is None else now
+    grant = form.get("grant_type")
+    if grant != "client_credentials":
+        raise TokenError(400, "unsupported_grant_type", f"AADSTS70003: The app requested an unsupported grant type '{grant}'.")
+    client_id = form.get("client_id", "")
+    scope = form.get("scope", "")
+    if not client_id or not scope:
+        missing = "client_id" if not client_id else "scope"
+        raise TokenError(400, "invalid_request", f"AADSTS900144: The request body must contain the following parameter: '{missing}'.")
+    row = conn.execute(
+        "SELECT client_secret, secret_expired FROM sim_identities WHERE client_id = ?", (client_id,)
+    ).fetchone()
+    if row is None:
+        raise TokenError(
+            400, "unauthorized_client",
+            f"AADSTS700016: Application with identifier '{client_id}' was not found in the directory. "
+            "This can happen if the application has not been installed by the administrator of the tenant.",
+        )
+    if row[1]:
+        raise TokenError(401, "invalid_client", f"AADSTS7000222: The provided client secret keys for app '{client_id}' are expired.")
+    if not hmac.compare_digest(row[0], form.get("client_secret", "")):
+        raise TokenError(401, "invalid_client", f"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'.")
+    lifetime = int(get_setting(conn, "token_lifetime", DEFAULT_TOKEN_LIFETIME))
+    claims = {"sub": client_id, "aud": scope, "exp": int(now) + lifetime, "jti": secrets.token_hex(8)}
+    payload = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode()).decode().rstrip("=")
+    token = f"sim.{payload}.{_sign(get_setting(conn, 'token_key'), payload.encode())}"
+    return {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}
+
+
+def verify_token(conn: sqlite3.Connection, authorization: str | None, now: float | None = None) -> Identity | None:
+    """The identity behind an `Authorization: Bearer` header, or None if it is not valid."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        return None
+    token = authorization[7:].strip()
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != "sim":
+        return None
+    key = get_setting(conn, "token_key")
+    if key is None or not hmac.compare_digest(_sign(key, parts[1].encode()), parts[2]):
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return None
+    if claims.get("exp", 0) <= (time.time() if now is None else now):
+        return None
+    row = conn.execute(
+        "SELECT client_id, user_id, display_name, can_write FROM sim_identities WHERE client_id = ?", (claims.get("sub"),)
+    ).fetchone()
+    if row is None:
+        return None
+    return Identity(row[0], row[1], row[2], bool(row[3]))

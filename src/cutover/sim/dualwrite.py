@@ -1,0 +1,438 @@
+"""Dual-write: table maps, their versions and states, and what propagates to F&O.
+
+Rules (DESIGN.md, "Dual-write behaviour that the runbook exists to control"):
+- Milestone map running: a Dataverse milestone create/update lands in
+  ProjectContractLineMilestones. A version that maps TRANSSTATUS <= msdyn_invoicestatus with
+  ValueMap 4 <= 192350001 makes "Ready for invoicing" land as TransStatus 4 (Invoiced); the
+  original version does not map TRANSSTATUS, so F&O keeps its own status (Registered).
+- Invoices map running when a pro-forma invoice is confirmed: a customer invoice is posted
+  in F&O — a CustTransactions row and a balanced GL entry (AR debit, revenue credit) — and
+  its milestones become Invoiced in F&O.
+- Actuals map running at confirm: billed-sales actuals post a balanced GL entry.
+- Not running: nothing propagates and nothing queues. Paused: changes queue, and are
+  applied in order on resume.
+Map configuration changes (refresh tables, save-as, choosing a version) need a stopped map,
+as in the F&O dual-write page. Propagation runs inside the Dataverse write's transaction:
+if F&O refuses, the Dataverse write fails too (dual-write is synchronous).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from . import errors
+from .errors import SimError
+from .schema import PROJ_TRANS_STATUS
+from .store import get_setting, next_counter
+
+NOT_RUNNING, INITIALIZING, RUNNING, PAUSED, RESUMING = "Not running", "Initializing", "Running", "Paused", "Resuming"
+STATES = (NOT_RUNNING, INITIALIZING, RUNNING, PAUSED, RESUMING)
+# DualWriteProjectConfigurations.Status: 0 Enabled, 1 Disabled, 4 Queueing
+CONFIG_STATUS = {NOT_RUNNING: 1, INITIALIZING: 0, RUNNING: 0, PAUSED: 4, RESUMING: 0}
+
+MILESTONE_MAP = "msdyn_contractlinescheduleofvalues"
+ACTUALS_MAP = "msdyn_actuals"
+INVOICES_MAP = "invoices"
+
+REGISTERED = PROJ_TRANS_STATUS.members["Registered"]
+INVOICED = PROJ_TRANS_STATUS.members["Invoiced"]
+
+AR_ACCOUNT = "130100"
+REVENUE_ACCOUNT = "401100"
+ACCRUED_REVENUE_ACCOUNT = "140200"
+BILLED_REVENUE_ACCOUNT = "401200"
+
+
+def _m(fno: str, dv: str, direction: str = "dataverse_to_fno", transform: dict | None = None) -> dict:
+    return {"fno_field": fno, "dataverse_field": dv, "direction": direction, "transform": transform}
+
+
+@dataclass(frozen=True)
+class MapDefinition:
+    name: str
+    title: str
+    project_name: str
+    original_version: str
+    mappings: tuple[dict, ...]
+
+
+DEFAULT_MAPS = (
+    MapDefinition(
+        MILESTONE_MAP,
+        "Project Operations integration contract line milestones (msdyn_contractlinescheduleofvalues)",
+        "ProjectOperationsIntegrationContractLineMilestones_msdyn_contractlinescheduleofvalues",
+        "1.0.0.5",
+        (
+            _m("CONTRACTLINEMILESTONEGUID", "msdyn_contractlinescheduleofvalueid"),
+            _m("DESCRIPTION", "msdyn_name"),
+            _m("AMOUNT", "msdyn_amount"),
+            _m("TRANSACTIONDATE", "msdyn_invoicedate"),
+            _m("CONTRACTLINEID", "msdyn_contractlineid.msdyn_contractlineid"),
+        ),
+    ),
+    MapDefinition(
+        ACTUALS_MAP,
+        "Project Operations integration actuals (msdyn_actuals)",
+        "ProjectOperationsIntegrationActuals_msdyn_actuals",
+        "1.0.0.3",
+        (_m("TRANSID", "msdyn_actualid"), _m("SALESAMOUNT", "msdyn_amount")),
+    ),
+    MapDefinition(
+        INVOICES_MAP,
+        "Project invoice proposal V2 (invoices)",
+        "ProjectInvoiceProposalV2_invoices",
+        "1.0.0.2",
+        (_m("PROPOSALID", "invoicenumber"), _m("INVOICEAMOUNT", "totalamount")),
+    ),
+)
+MAP_NAMES = tuple(d.name for d in DEFAULT_MAPS)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def install_maps(conn: sqlite3.Connection) -> None:
+    """Create the three maps (Running, original version) if the database has none."""
+    for d in DEFAULT_MAPS:
+        exists = conn.execute("SELECT 1 FROM sim_maps WHERE name = ?", (d.name,)).fetchone()
+        if exists:
+            continue
+        conn.execute(
+            "INSERT INTO sim_maps(name, title, project_name, state, active_version, original_version) VALUES (?, ?, ?, ?, ?, ?)",
+            (d.name, d.title, d.project_name, RUNNING, d.original_version, d.original_version),
+        )
+        conn.execute(
+            "INSERT INTO sim_map_versions(map_name, version, publisher, description, mappings, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (d.name, d.original_version, "Microsoft", "Original version shipped by Microsoft", json.dumps(list(d.mappings)), _now()),
+        )
+        _event(conn, d.name, "installed", f"version {d.original_version}, state {RUNNING}")
+    sync_configurations(conn)
+
+
+def _event(conn: sqlite3.Connection, name: str, event: str, detail: str) -> None:
+    conn.execute("INSERT INTO sim_map_events(at, map_name, event, detail) VALUES (?, ?, ?, ?)", (_now(), name, event, detail))
+
+
+def sync_configurations(conn: sqlite3.Connection) -> None:
+    """Mirror map states into F&O's DualWriteProjectConfigurations (the read-only evidence)."""
+    for name, project, state in conn.execute("SELECT name, project_name, state FROM sim_maps").fetchall():
+        conn.execute(
+            'INSERT INTO "fno_DualWriteProjectConfigurations"("ProjectName", "Status") VALUES (?, ?) '
+            'ON CONFLICT("ProjectName") DO UPDATE SET "Status" = excluded."Status"',
+            (project, CONFIG_STATUS[state]),
+        )
+
+
+def get_map(conn: sqlite3.Connection, name: str) -> dict:
+    row = conn.execute(
+        "SELECT name, title, project_name, state, active_version, original_version, tables_refreshed_at FROM sim_maps WHERE name = ?",
+        (name,),
+    ).fetchone()
+    if row is None:
+        raise SimError(404, errors.ODATA_URI_ERROR, f"No dual-write map named '{name}'. Maps: {', '.join(MAP_NAMES)}.")
+    versions = [
+        {"version": v, "publisher": p, "description": d, "mappings": json.loads(m), "created_at": c}
+        for v, p, d, m, c in conn.execute(
+            "SELECT version, publisher, description, mappings, created_at FROM sim_map_versions WHERE map_name = ? ORDER BY created_at, version",
+            (name,),
+        )
+    ]
+    return {
+        "name": row[0], "title": row[1], "project_name": row[2], "state": row[3],
+        "active_version": row[4], "original_version": row[5], "tables_refreshed_at": row[6],
+        "versions": versions,
+    }
+
+
+def list_maps(conn: sqlite3.Connection) -> list[dict]:
+    return [get_map(conn, n) for (n,) in conn.execute("SELECT name FROM sim_maps ORDER BY name").fetchall()]
+
+
+def events(conn: sqlite3.Connection, since: int = 0) -> list[dict]:
+    return [
+        {"seq": s, "at": a, "map": m, "event": e, "detail": d}
+        for s, a, m, e, d in conn.execute("SELECT seq, at, map_name, event, detail FROM sim_map_events WHERE seq > ? ORDER BY seq", (since,))
+    ]
+
+
+def _state(conn: sqlite3.Connection, name: str) -> str:
+    return get_map(conn, name)["state"]
+
+
+def _set_state(conn: sqlite3.Connection, name: str, state: str, event: str) -> None:
+    conn.execute("UPDATE sim_maps SET state = ? WHERE name = ?", (state, name))
+    _event(conn, name, event, f"state {state}")
+    sync_configurations(conn)
+
+
+def _conflict(message: str) -> SimError:
+    return SimError(409, errors.INVALID_ARGUMENT, message)
+
+
+def stop(conn: sqlite3.Connection, name: str) -> dict:
+    state = _state(conn, name)
+    if state == NOT_RUNNING:
+        return get_map(conn, name)
+    dropped = conn.execute("DELETE FROM sim_map_queue WHERE map_name = ?", (name,)).rowcount
+    if dropped:
+        _event(conn, name, "queue-discarded", f"{dropped} queued change(s) discarded by stop")
+    _set_state(conn, name, NOT_RUNNING, "stopped")
+    return get_map(conn, name)
+
+
+def start(conn: sqlite3.Connection, name: str) -> dict:
+    state = _state(conn, name)
+    if state == PAUSED:
+        raise _conflict(f"Map '{name}' is paused; resume it instead of starting it.")
+    if state != RUNNING:
+        _event(conn, name, "initializing", f"version {get_map(conn, name)['active_version']}")
+        _set_state(conn, name, RUNNING, "started")
+    return get_map(conn, name)
+
+
+def pause(conn: sqlite3.Connection, name: str) -> dict:
+    state = _state(conn, name)
+    if state != RUNNING:
+        raise _conflict(f"Map '{name}' is {state}; only a running map can be paused.")
+    _set_state(conn, name, PAUSED, "paused")
+    return get_map(conn, name)
+
+
+def resume(conn: sqlite3.Connection, name: str) -> dict:
+    state = _state(conn, name)
+    if state != PAUSED:
+        raise _conflict(f"Map '{name}' is {state}; only a paused map can be resumed.")
+    _set_state(conn, name, RUNNING, "resumed")
+    queued = conn.execute("SELECT seq, payload FROM sim_map_queue WHERE map_name = ? ORDER BY seq", (name,)).fetchall()
+    for seq, payload in queued:
+        _apply(conn, name, json.loads(payload))
+        conn.execute("DELETE FROM sim_map_queue WHERE seq = ?", (seq,))
+    if queued:
+        _event(conn, name, "queue-applied", f"{len(queued)} queued change(s) applied")
+    return get_map(conn, name)
+
+
+def _require_stopped(conn: sqlite3.Connection, name: str, what: str) -> None:
+    state = _state(conn, name)
+    if state != NOT_RUNNING:
+        raise _conflict(f"Stop map '{name}' before you {what} (it is {state}).")
+
+
+def refresh_tables(conn: sqlite3.Connection, name: str) -> dict:
+    _require_stopped(conn, name, "refresh its tables")
+    conn.execute("UPDATE sim_maps SET tables_refreshed_at = ? WHERE name = ?", (_now(), name))
+    _event(conn, name, "tables-refreshed", "")
+    return get_map(conn, name)
+
+
+VALID_DIRECTIONS = ("dataverse_to_fno", "fno_to_dataverse", "bidirectional")
+
+
+def _validate_mapping(m: dict) -> dict:
+    if not isinstance(m, dict) or not m.get("fno_field") or not m.get("dataverse_field"):
+        raise SimError(400, errors.INVALID_ARGUMENT, "Each added mapping needs fno_field and dataverse_field.")
+    direction = m.get("direction", "bidirectional")
+    if direction not in VALID_DIRECTIONS:
+        raise SimError(400, errors.INVALID_ARGUMENT, f"Mapping direction '{direction}' is not one of {', '.join(VALID_DIRECTIONS)}.")
+    transform = m.get("transform")
+    if transform is not None:
+        if transform.get("type") != "ValueMap" or not isinstance(transform.get("values"), dict):
+            raise SimError(400, errors.INVALID_ARGUMENT, "Only the ValueMap transform is supported: {\"type\": \"ValueMap\", \"values\": {fno_value: dataverse_value}}.")
+        transform = {"type": "ValueMap", "values": {str(k): str(v) for k, v in transform["values"].items()}}
+    return {"fno_field": str(m["fno_field"]), "dataverse_field": str(m["dataverse_field"]), "direction": direction, "transform": transform}
+
+
+def save_as(conn: sqlite3.Connection, name: str, *, version: str, description: str, publisher: str = "Default publisher", add_mappings: list[dict] | None = None) -> dict:
+    """Save the active version plus added mappings as a new version and make it active."""
+    _require_stopped(conn, name, "save a new version")
+    current = get_map(conn, name)
+    if any(v["version"] == version for v in current["versions"]):
+        raise _conflict(f"Map '{name}' already has a version {version}; choose another version number.")
+    if not version or not description:
+        raise SimError(400, errors.INVALID_ARGUMENT, "Save as needs a version and a description.")
+    base = next(v for v in current["versions"] if v["version"] == current["active_version"])
+    mappings = list(base["mappings"]) + [_validate_mapping(m) for m in (add_mappings or [])]
+    conn.execute(
+        "INSERT INTO sim_map_versions(map_name, version, publisher, description, mappings, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (name, version, publisher, description, json.dumps(mappings), _now()),
+    )
+    conn.execute("UPDATE sim_maps SET active_version = ? WHERE name = ?", (version, name))
+    _event(conn, name, "saved-as", f"version {version} ({publisher}): {description}")
+    return get_map(conn, name)
+
+
+def select_version(conn: sqlite3.Connection, name: str, version: str) -> dict:
+    _require_stopped(conn, name, "change its table map version")
+    current = get_map(conn, name)
+    if not any(v["version"] == version for v in current["versions"]):
+        have = ", ".join(v["version"] for v in current["versions"])
+        raise SimError(404, errors.OBJECT_DOES_NOT_EXIST, f"Map '{name}' has no version {version}; versions: {have}.")
+    conn.execute("UPDATE sim_maps SET active_version = ? WHERE name = ?", (version, name))
+    _event(conn, name, "version-selected", f"version {version}")
+    return get_map(conn, name)
+
+
+# --- propagation --------------------------------------------------------------------------
+
+
+def _route(conn: sqlite3.Connection, name: str, payload: dict) -> None:
+    state = _state(conn, name)
+    if state == RUNNING:
+        _apply(conn, name, payload)
+    elif state == PAUSED:
+        conn.execute("INSERT INTO sim_map_queue(map_name, payload) VALUES (?, ?)", (name, json.dumps(payload)))
+    # Not running: nothing propagates, nothing queues.
+
+
+def milestone_written(conn: sqlite3.Connection, milestone_id: str, created: bool) -> None:
+    _route(conn, MILESTONE_MAP, {"kind": "milestone", "id": milestone_id, "created": created})
+
+
+def invoice_confirmed(conn: sqlite3.Connection, invoice_id: str) -> None:
+    _route(conn, INVOICES_MAP, {"kind": "invoice", "id": invoice_id})
+    _route(conn, ACTUALS_MAP, {"kind": "actuals", "id": invoice_id})
+
+
+def _apply(conn: sqlite3.Connection, name: str, payload: dict) -> None:
+    kind = payload["kind"]
+    if kind == "milestone":
+        _push_milestone(conn, payload["id"], payload.get("created", False))
+    elif kind == "invoice":
+        _post_customer_invoice(conn, payload["id"])
+    elif kind == "actuals":
+        _post_billed_actuals(conn, payload["id"])
+
+
+def transstatus_value_map(conn: sqlite3.Connection) -> dict[str, str] | None:
+    """The active milestone-map version's TRANSSTATUS <= msdyn_invoicestatus value map, if any."""
+    m = get_map(conn, MILESTONE_MAP)
+    version = next(v for v in m["versions"] if v["version"] == m["active_version"])
+    for mapping in version["mappings"]:
+        if (
+            mapping["fno_field"].upper() == "TRANSSTATUS"
+            and mapping["dataverse_field"].lower() == "msdyn_invoicestatus"
+            and mapping["direction"] in ("dataverse_to_fno", "bidirectional")
+            and mapping.get("transform")
+        ):
+            return mapping["transform"]["values"]
+    return None
+
+
+def _push_milestone(conn: sqlite3.Connection, milestone_id: str, created: bool) -> None:
+    ms = conn.execute(
+        'SELECT msdyn_name, msdyn_amount, msdyn_invoicedate, msdyn_invoicestatus, _msdyn_contractlineid_value '
+        'FROM "dv_msdyn_contractlinescheduleofvalues" WHERE msdyn_contractlinescheduleofvalueid = ?',
+        (milestone_id,),
+    ).fetchone()
+    if ms is None:
+        return
+    name, amount, date, status, line_id = ms
+    line = conn.execute(
+        'SELECT "dataAreaId", "ContractLineId", "ProjectContractId" FROM "fno_ProjectContractLines" WHERE "ContractLineGuid" = ?',
+        (line_id,),
+    ).fetchone()
+    if line is None:
+        raise SimError(
+            400, errors.UNEXPECTED,
+            f"Dual-write ({MILESTONE_MAP}): Finance and Operations has no project contract line for "
+            f"msdyn_contractlineid {line_id}; milestone {milestone_id} was not written. Synchronize the contract line first.",
+        )
+    area, line_no, contract_no = line
+    customer = conn.execute(
+        'SELECT a.accountnumber FROM "dv_salesorderdetails" d JOIN "dv_salesorders" o ON o.salesorderid = d._salesorderid_value '
+        'LEFT JOIN "dv_accounts" a ON a.accountid = o._customerid_value WHERE d.salesorderdetailid = ?',
+        (line_id,),
+    ).fetchone()
+    value_map = transstatus_value_map(conn)
+    mapped: int | None = None
+    if value_map is not None:
+        for fno_value, dv_value in value_map.items():
+            if str(status) == dv_value:
+                mapped = int(fno_value)
+    existing = conn.execute(
+        'SELECT "ContractLineMilestoneIdentifier", "TransStatus" FROM "fno_ProjectContractLineMilestones" WHERE "ContractLineMilestoneGuid" = ?',
+        (milestone_id,),
+    ).fetchone()
+    when = f"{date}T12:00:00Z" if date else None
+    if existing is None:
+        ident = f"CLM-{next_counter(conn, 'fno_milestone_id'):07d}"
+        conn.execute(
+            'INSERT INTO "fno_ProjectContractLineMilestones"("dataAreaId", "ContractLineMilestoneIdentifier", "ContractLineMilestoneGuid", '
+            '"ProjectContractId", "ContractLineId", "Description", "Amount", "TransactionDate", "CustomerAccountNumber", "TransStatus") '
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (area, ident, milestone_id, contract_no, line_no, name, amount, when, customer[0] if customer else None, mapped or REGISTERED),
+        )
+    else:
+        conn.execute(
+            'UPDATE "fno_ProjectContractLineMilestones" SET "Description" = ?, "Amount" = ?, "TransactionDate" = ?, "TransStatus" = ? '
+            'WHERE "ContractLineMilestoneGuid" = ?',
+            (name, amount, when, mapped if mapped is not None else existing[1], milestone_id),
+        )
+
+
+def _invoice_facts(conn: sqlite3.Connection, invoice_id: str):
+    row = conn.execute(
+        'SELECT i.invoicenumber, i.totalamount, i.msdyn_invoicedate, a.accountnumber, c.cdm_companycode, cur.isocurrencycode '
+        'FROM "dv_invoices" i LEFT JOIN "dv_accounts" a ON a.accountid = i._customerid_value '
+        'LEFT JOIN "dv_salesorders" o ON o.salesorderid = i._salesorderid_value '
+        'LEFT JOIN "dv_cdm_companies" c ON c.cdm_companyid = o._msdyn_company_value '
+        'LEFT JOIN "dv_transactioncurrencies" cur ON cur.transactioncurrencyid = i._transactioncurrencyid_value '
+        "WHERE i.invoiceid = ?",
+        (invoice_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    number, total, date, customer, company, currency = row
+    date = date or get_setting(conn, "world_date") or datetime.now(timezone.utc).date().isoformat()
+    return number, total or 0, date, customer, (company or "USMF"), currency
+
+
+def _gl_entry(conn: sqlite3.Connection, company: str, date: str, voucher: str, lines: list[tuple[str, int, str]], currency: str | None) -> None:
+    entry = next_counter(conn, "fno_gl_entry", start=5_000_000_001)
+    conn.execute(
+        'INSERT INTO "fno_GeneralJournalEntryBiEntities"("SourceKey", "AccountingDate", "SubledgerVoucher", "SubledgerVoucherDataAreaId", "JournalNumber") '
+        "VALUES (?, ?, ?, ?, ?)",
+        (entry, f"{date}T12:00:00Z", voucher, company.upper(), f"DW-{entry}"),
+    )
+    for account, amount, text in lines:
+        conn.execute(
+            'INSERT INTO "fno_GeneralJournalAccountEntryBiEntities"("SourceKey", "GeneralJournalEntry", "MainAccount", "LedgerAccount", '
+            '"AccountingCurrencyAmount", "TransactionCurrencyAmount", "TransactionCurrencyCode", "Text") VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+            (next_counter(conn, "fno_gl_line", start=9_000_000_001), entry, account, f"{account}--", amount, amount, currency, text),
+        )
+
+
+def _post_customer_invoice(conn: sqlite3.Connection, invoice_id: str) -> None:
+    facts = _invoice_facts(conn, invoice_id)
+    if facts is None:
+        return
+    number, total, date, customer, company, currency = facts
+    voucher = f"CIV-{next_counter(conn, 'fno_voucher'):08d}"
+    conn.execute(
+        'INSERT INTO "fno_CustTransactions"("dataAreaId", "RecId", "AccountNum", "Voucher", "TransDate", "AmountCur", "AmountMst", '
+        '"CurrencyCode", "Invoice", "TransType") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        (company.lower(), next_counter(conn, "fno_recid", start=7_000_000_001), customer, voucher, f"{date}T12:00:00Z",
+         total, total, currency, number, 8),
+    )
+    _gl_entry(conn, company, date, voucher, [(AR_ACCOUNT, total, f"Invoice {number}"), (REVENUE_ACCOUNT, -total, f"Invoice {number}")], currency)
+    milestone_ids = [r[0] for r in conn.execute("SELECT milestoneid FROM sim_invoice_milestones WHERE invoiceid = ?", (invoice_id,))]
+    for mid in milestone_ids:
+        conn.execute('UPDATE "fno_ProjectContractLineMilestones" SET "TransStatus" = ? WHERE "ContractLineMilestoneGuid" = ?', (INVOICED, mid))
+
+
+def _post_billed_actuals(conn: sqlite3.Connection, invoice_id: str) -> None:
+    facts = _invoice_facts(conn, invoice_id)
+    if facts is None:
+        return
+    number, total, date, _customer, company, currency = facts
+    voucher = f"PSA-{next_counter(conn, 'fno_actuals_voucher'):08d}"
+    _gl_entry(conn, company, date, voucher, [(ACCRUED_REVENUE_ACCOUNT, total, f"Billed sales {number}"), (BILLED_REVENUE_ACCOUNT, -total, f"Billed sales {number}")], currency)
+
+
+def queued(conn: sqlite3.Connection, name: str) -> int:
+    return conn.execute("SELECT count(*) FROM sim_map_queue WHERE map_name = ?", (name,)).fetchone()[0]
+

@@ -1,0 +1,57 @@
+"""The Finance and Operations OData subset: read-only entity reads with server paging.
+
+F&O pages at 10,000 rows (or less with `Prefer: odata.maxpagesize`), accepts `$top` and
+`$skip`, and returns only the caller's default company unless `cross-company=true`.
+Clients may not write here: on the night, F&O changes only through dual-write.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from urllib.parse import unquote
+
+from . import errors
+from .errors import SimError
+from .messages import SimRequest, SimResponse, json_response
+from .metadata import fno_metadata
+from .query import parse_options, read_page
+from .schema import FNO
+from .store import get_setting
+
+DEFAULT_COMPANY = "usmf"
+
+
+class FnoService:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def handle(self, req: SimRequest) -> SimResponse:
+        try:
+            return self._route(req)
+        except SimError as exc:
+            return SimResponse(exc.status, exc.fno_body(), {"Content-Type": "application/json; odata.metadata=minimal", "OData-Version": "4.0", **exc.headers})
+
+    def _route(self, req: SimRequest) -> SimResponse:
+        path = unquote(req.path.strip("/"))
+        if path == "$metadata":
+            return SimResponse(200, fno_metadata().encode(), {"Content-Type": "application/xml", "OData-Version": "4.0"})
+        entity = FNO.get(path)
+        if entity is None:
+            name = path.split("(")[0].split("/")[0]
+            if name in FNO:
+                raise SimError(400, errors.NOT_SUPPORTED, f"The simulator serves {name} as a collection only; read it with $filter on its keys.")
+            raise SimError(404, errors.ODATA_URI_ERROR, f"Resource not found for the segment '{name}'.")
+        if req.method.upper() != "GET":
+            raise SimError(405, errors.ODATA_URI_ERROR, f"{entity.name} is read-only here: Finance and Operations data changes only through dual-write during the cutover.")
+        prefer = req.prefer().get("odata.maxpagesize")
+        try:
+            page_pref = int(prefer) if prefer else None
+        except ValueError:
+            raise SimError(400, errors.ODATA_URI_ERROR, f"odata.maxpagesize must be an integer, not '{prefer}'.") from None
+        opts = parse_options(entity, req.params, page_pref)
+        page = read_page(
+            self.conn, entity, opts,
+            base_url=req.service_root, set_url=req.service_root + entity.name, raw_query=req.query,
+            default_company=get_setting(self.conn, "fno_default_company", DEFAULT_COMPANY),
+        )
+        return json_response(200, page.body, records=page.rows)

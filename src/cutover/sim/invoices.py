@@ -1,0 +1,94 @@
+"""The two invoice actions: "Create invoices" on a contract and "Confirm" on an invoice.
+
+Create: one draft pro-forma invoice for the contract's Ready-for-invoicing milestones, one
+invoice line per contract line; the milestones become Customer invoice created (192350002).
+Confirm: the invoice becomes Confirmed and its milestones Customer invoice posted
+(192350003); what that does in F&O depends on the dual-write maps (see dualwrite.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from . import dualwrite, errors
+from .errors import SimError
+from .schema import (
+    INVOICE_STATECODE_ACTIVE,
+    INVOICE_STATECODE_CONFIRMED,
+    INVOICE_STATUS_CREATED,
+    INVOICE_STATUS_POSTED,
+    INVOICE_STATUS_READY,
+    INVOICE_STATUSCODE_CONFIRMED,
+    INVOICE_STATUSCODE_DRAFT,
+)
+from .store import get_setting, next_counter
+
+if TYPE_CHECKING:
+    from .dataverse_service import DataverseService
+
+
+def _set_milestone_status(service: "DataverseService", milestone_id: str, status: int) -> None:
+    service.conn.execute(
+        'UPDATE "dv_msdyn_contractlinescheduleofvalues" SET msdyn_invoicestatus = ?, sim_version = sim_version + 1 '
+        "WHERE msdyn_contractlinescheduleofvalueid = ?",
+        (status, milestone_id),
+    )
+    dualwrite.milestone_written(service.conn, milestone_id, created=False)
+
+
+def create_invoice(service: "DataverseService", contract_id: str) -> str:
+    conn = service.conn
+    contract = conn.execute(
+        'SELECT ordernumber, name, _customerid_value, _transactioncurrencyid_value FROM "dv_salesorders" WHERE salesorderid = ?',
+        (contract_id,),
+    ).fetchone()
+    if contract is None:
+        raise errors.not_found_record("salesorder", contract_id)
+    milestones = conn.execute(
+        'SELECT msdyn_contractlinescheduleofvalueid, _msdyn_contractlineid_value, msdyn_amount FROM "dv_msdyn_contractlinescheduleofvalues" '
+        "WHERE _msdyn_contract_value = ? AND msdyn_invoicestatus = ? ORDER BY msdyn_invoicedate, msdyn_contractlinescheduleofvalueid",
+        (contract_id, INVOICE_STATUS_READY),
+    ).fetchall()
+    if not milestones:
+        raise SimError(400, errors.INVALID_ARGUMENT, f"There are no transactions ready for invoicing on project contract {contract[0]}; no invoice was created.")
+    invoice_id = str(uuid.uuid4())
+    number = f"PINV-{next_counter(conn, 'invoice_number'):06d}"
+    total = sum(m[2] or 0 for m in milestones)
+    conn.execute(
+        'INSERT INTO "dv_invoices"(invoiceid, name, invoicenumber, _salesorderid_value, _customerid_value, _transactioncurrencyid_value, '
+        "totalamount, msdyn_invoicedate, statecode, statuscode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (invoice_id, f"{contract[1]} – pro-forma", number, contract_id, contract[2], contract[3], total,
+         get_setting(conn, "world_date"), INVOICE_STATECODE_ACTIVE, INVOICE_STATUSCODE_DRAFT),
+    )
+    per_line: dict[str, int] = defaultdict(int)
+    for mid, line_id, amount in milestones:
+        per_line[line_id] += amount or 0
+        conn.execute("INSERT INTO sim_invoice_milestones(invoiceid, milestoneid) VALUES (?, ?)", (invoice_id, mid))
+        _set_milestone_status(service, mid, INVOICE_STATUS_CREATED)
+    for line_id, amount in per_line.items():
+        desc = conn.execute('SELECT productdescription FROM "dv_salesorderdetails" WHERE salesorderdetailid = ?', (line_id,)).fetchone()
+        conn.execute(
+            'INSERT INTO "dv_invoicedetails"(invoicedetailid, _invoiceid_value, _salesorderdetailid_value, productdescription, extendedamount) '
+            "VALUES (?, ?, ?, ?, ?)",
+            (str(uuid.uuid4()), invoice_id, line_id, desc[0] if desc else None, amount),
+        )
+    return invoice_id
+
+
+def confirm_invoice(service: "DataverseService", invoice_id: str) -> None:
+    conn = service.conn
+    row = conn.execute('SELECT invoicenumber, statuscode FROM "dv_invoices" WHERE invoiceid = ?', (invoice_id,)).fetchone()
+    if row is None:
+        raise errors.not_found_record("invoice", invoice_id)
+    if row[1] != INVOICE_STATUSCODE_DRAFT:
+        raise SimError(400, errors.INVALID_ARGUMENT, f"Invoice {row[0]} is not a draft (status {row[1]}); only draft invoices can be confirmed.")
+    conn.execute(
+        'UPDATE "dv_invoices" SET statecode = ?, statuscode = ?, sim_version = sim_version + 1 WHERE invoiceid = ?',
+        (INVOICE_STATECODE_CONFIRMED, INVOICE_STATUSCODE_CONFIRMED, invoice_id),
+    )
+    for (mid,) in conn.execute("SELECT milestoneid FROM sim_invoice_milestones WHERE invoiceid = ?", (invoice_id,)).fetchall():
+        _set_milestone_status(service, mid, INVOICE_STATUS_POSTED)
+    dualwrite.invoice_confirmed(conn, invoice_id)
+

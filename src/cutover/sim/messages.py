@@ -1,0 +1,54 @@
+"""Framework-free request and response values the simulated services work on.
+
+The Starlette layer turns HTTP into these; `$batch` turns each embedded request into one;
+so every request, batched or not, goes through the same service code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SimRequest:
+    method: str
+    path: str  # below the service root, e.g. "accounts(…)" or "CustTransactions"
+    query: list[tuple[str, str]]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    service_root: str  # absolute URL of the service root, ending in "/"
+
+    @property
+    def params(self) -> dict[str, str]:
+        return dict(self.query)
+
+    def prefer(self) -> dict[str, str]:
+        """Parsed `Prefer` header: {"odata.maxpagesize": "500", "return": "representation", ...}."""
+        out: dict[str, str] = {}
+        for part in self.headers.get("prefer", "").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, _, value = part.partition("=")
+            out[name.strip().lower()] = value.strip().strip('"')
+        return out
+
+
+@dataclass
+class SimResponse:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    records: int = 0  # records read or written: drives the execution-cost model
+    writes: bool = False
+    inner_requests: int = 1  # a $batch counts each request it carries
+    inner_log: list[tuple[str, str, int]] = field(default_factory=list)  # (method, url, status) of batched requests
+
+
+ODATA_HEADERS = {"OData-Version": "4.0", "Content-Type": "application/json; odata.metadata=minimal"}
+
+
+def json_response(status: int, payload: object | str, records: int = 0, writes: bool = False, **headers: str) -> SimResponse:
+    text = payload if isinstance(payload, str) else json.dumps(payload)
+    return SimResponse(status, text.encode(), {**ODATA_HEADERS, **headers}, records=records, writes=writes)
