@@ -172,3 +172,7 @@ Press Ctrl+C to stop."""
         fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}", EXIT_ENVIRONMENT)
     except KeyboardInterrupt:
         click.echo("stopped.")
+
+
+if __name__ == "__main__":
+    main()
