@@ -36,6 +36,10 @@ from .store import get_setting, money_to_db
 
 MAX_BATCH_REQUESTS = 1000
 MAX_BULK_TARGETS = 1000
+# Dataverse Money columns: MinValue / MaxValue default to -922,337,203,685,477 / 922,337,203,685,477.
+MONEY_LIMIT = Decimal("922337203685477")
+# ConcurrencyVersionMismatch: an If-Match ETag that is not the row's current version (412).
+CONCURRENCY_VERSION_MISMATCH = "0x80060882"
 DEFAULT_CREATE_ACTION = "msdyn_NewInvoiceContract"
 DEFAULT_CONFIRM_ACTION = "msdyn_PostInvoice"
 _savepoints = iter(range(1, 1 << 62))
@@ -100,6 +104,8 @@ def _loads(body: bytes, what: str):
 class DataverseService:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        # Content-ID -> entity URL of the change set being executed, for "$n" in @odata.bind values.
+        self._references: dict[str, str] = {}
 
     # --- dispatch -------------------------------------------------------------------------
 
@@ -149,7 +155,7 @@ class DataverseService:
         if method == "PATCH":
             return self._upsert(req, entity, key)
         if method == "DELETE":
-            return self._delete(entity, key)
+            return self._delete(req, entity, key)
         raise self._not_allowed(method, segments[0])
 
     @staticmethod
@@ -240,6 +246,10 @@ class DataverseService:
             return None
         if not isinstance(value, str):
             raise errors.bad_payload(f"The value of '{f.navigation}@odata.bind' must be an entity URL such as '/{f.target}(<id>)'.")
+        if value.startswith("$"):  # a Content-ID reference to an earlier request of this change set
+            if value[1:] not in self._references:
+                raise errors.bad_payload(f"Content-ID Reference: '{value}' does not exist in the batch context.")
+            value = self._references[value[1:]]
         path = urlsplit(value).path if "://" in value else value
         segment = path.rstrip("/").rsplit("/", 1)[-1]
         target_name, key_text = _split_segment(segment)
@@ -334,7 +344,8 @@ class DataverseService:
     def _write_response(self, req: SimRequest, entity: EntitySet, key: str, created: bool) -> SimResponse:
         url = self._entity_url(req, entity, key)
         if req.prefer().get("return") == "representation":
-            body = read_one(self.conn, entity, (key,))
+            select = parse_options(entity, {"$select": req.params["$select"]}, None).select if req.params.get("$select") else None
+            body = read_one(self.conn, entity, (key,), select)
             ctx = json.dumps(f"{req.service_root}$metadata#{entity.name}/$entity")
             return json_response(201 if created else 200, '{"@odata.context":' + ctx + "," + body[1:], records=1, writes=True, **{"OData-EntityId": url, "Preference-Applied": "return=representation"})
         return SimResponse(204, b"", {"OData-Version": "4.0", "OData-EntityId": url}, records=1, writes=True)
@@ -347,17 +358,31 @@ class DataverseService:
     def _upsert(self, req: SimRequest, entity: EntitySet, key: str) -> SimResponse:
         values = self._columns_from_payload(entity, _loads(req.body, entity.type_name), key)
         mode = "upsert"
-        if req.headers.get("if-match", "").strip() == "*":
+        if_match = req.headers.get("if-match", "").strip()
+        if if_match:
             mode = "update"
+            self._check_version(entity, key, if_match)
         if req.headers.get("if-none-match", "").strip() == "*":
             mode = "create"
         key, created = self.write(entity, values, mode=mode)
         return self._write_response(req, entity, key, created)
 
-    def _delete(self, entity: EntitySet, key: str) -> SimResponse:
+    def _check_version(self, entity: EntitySet, key: str, if_match: str) -> None:
+        """Optimistic concurrency: If-Match with ETags (not '*') must name the row's current version."""
+        if if_match == "*":
+            return
+        row = self.conn.execute(f'SELECT sim_version FROM "{entity.table}" WHERE "{entity.key[0]}" = ?', (key,)).fetchone()
+        if row is None:
+            raise errors.not_found_record(entity.type_name, key)
+        if f'W/"{row[0]}"' not in {tag.strip() for tag in if_match.split(",")}:
+            raise SimError(412, CONCURRENCY_VERSION_MISMATCH, "The version of the existing record doesn't match the RowVersion property provided.")
+
+    def _delete(self, req: SimRequest, entity: EntitySet, key: str) -> SimResponse:
         current = self._existing(entity, key)
         if current is None:
             raise errors.not_found_record(entity.type_name, key)
+        if req.headers.get("if-match", "").strip():
+            self._check_version(entity, key, req.headers["if-match"].strip())
         if entity is MILESTONES:
             self._milestone_rules({}, current)
         self.conn.execute(f'DELETE FROM "{entity.table}" WHERE "{entity.key[0]}" = ?', (key,))
@@ -419,6 +444,7 @@ class DataverseService:
         if total > MAX_BATCH_REQUESTS:
             raise SimError(400, errors.BATCH_TOO_LARGE, f"The batch has {total} requests; a $batch may carry at most {MAX_BATCH_REQUESTS}.")
         continue_on_error = "odata.continue-on-error" in req.prefer()
+        status = 200
         out: list[BatchResponse | list[BatchResponse]] = []
         records, writes = 0, False
         inner_log: list[tuple[str, str, int]] = []
@@ -437,9 +463,11 @@ class DataverseService:
                 records += len(result)
                 writes = True
             if failed and not continue_on_error:
+                # Without odata.continue-on-error the batch itself answers with the failing request's status.
+                status = result.status
                 break
         body, content_type = render_batch(out)
-        resp = SimResponse(200, body, {"Content-Type": content_type, "OData-Version": "4.0"}, records=records, writes=writes)
+        resp = SimResponse(status, body, {"Content-Type": content_type, "OData-Version": "4.0"}, records=records, writes=writes)
         resp.inner_requests = total
         resp.inner_log = inner_log
         return resp
@@ -447,6 +475,7 @@ class DataverseService:
     def _changeset(self, req: SimRequest, changeset: ChangeSet, identity: Identity, inner_log: list) -> BatchResponse | list[BatchResponse]:
         responses: list[BatchResponse] = []
         references: dict[str, str] = {}
+        self._references = references
         try:
             with Savepoint(self.conn):
                 for inner in changeset.requests:
@@ -460,6 +489,8 @@ class DataverseService:
                     responses.append(_as_batch_response(resp, inner.content_id))
         except _ChangesetFailed:
             return responses[0]
+        finally:
+            self._references = {}
         return responses
 
     def _handle_inner(self, outer: SimRequest, inner: BatchRequest, references: dict[str, str], identity: Identity) -> SimResponse:
@@ -529,9 +560,12 @@ def _convert(entity: EntitySet, f: Field, value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
             raise bad("Edm.Decimal")
         try:
-            return money_to_db(Decimal(value).quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN))
+            amount = Decimal(value).quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN)
         except (InvalidOperation, ValueError):
             raise bad("Edm.Decimal") from None
+        if not -MONEY_LIMIT <= amount <= MONEY_LIMIT:
+            raise SimError(400, errors.INVALID_ARGUMENT, f"A validation error occurred. The value {value} of '{f.name}' on record of type '{entity.type_name}' is outside the valid range. Accepted range: {-MONEY_LIMIT} to {MONEY_LIMIT}.")
+        return money_to_db(amount)
     if kind is Kind.DATE:
         if not isinstance(value, str):
             raise bad("Edm.Date")

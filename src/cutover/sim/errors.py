@@ -45,7 +45,7 @@ class SimError(Exception):
 
 
 def not_found_record(type_name: str, key: str) -> SimError:
-    return SimError(404, OBJECT_DOES_NOT_EXIST, f"{type_name} With Ids = {key} Do Not Exist")
+    return SimError(404, OBJECT_DOES_NOT_EXIST, f"{type_name} With Id = {key} Does Not Exist")
 
 
 def unknown_segment(segment: str) -> SimError:
