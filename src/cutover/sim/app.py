@@ -110,7 +110,7 @@ async def api_endpoint(scope, receive, send) -> None:
 
     faults = sim.protection.faults
     fault = faults.pick(path)
-    if faults.latency_ms:
+    if faults.latency_ms and faults.applies_to(path):
         await asyncio.sleep(faults.latency_ms / 1000)
     log = dict(service=service, method=request.method, path=full, client_id=identity.client_id, fault=None if fault == "ok" else fault)
     if fault == "429":
@@ -138,10 +138,11 @@ async def api_endpoint(scope, receive, send) -> None:
     else:
         budget.concurrent += 1
 
-    sim_request = SimRequest(
-        request.method, path[len(root):], list(request.query_params.multi_items()),
-        {k.lower(): v for k, v in request.headers.items()}, body, base + root,
-    )
+    headers: dict[str, str] = {}
+    for k, v in request.headers.items():  # a repeated header is one comma-separated list (RFC 9110 §5.3)
+        k = k.lower()
+        headers[k] = f"{headers[k]}, {v}" if k in headers else v
+    sim_request = SimRequest(request.method, path[len(root):], list(request.query_params.multi_items()), headers, body, base + root)
     cost = 0.0
     try:
         if service == "dataverse":

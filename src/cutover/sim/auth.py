@@ -12,6 +12,8 @@ import base64
 import hashlib
 import hmac
 import json
+import math
+import re
 import secrets
 import sqlite3
 import time
@@ -52,7 +54,8 @@ class TokenError(Exception):
         self.description = description
 
     def body(self) -> dict:
-        return {"error": self.error, "error_description": self.description, "error_codes": [int(self.description[6:13])] if self.description.startswith("AADSTS") else []}
+        code = re.match(r"AADSTS(\d+)", self.description)  # AADSTS codes have 5 to 7 digits
+        return {"error": self.error, "error_description": self.description, "error_codes": [int(code.group(1))] if code else []}
 
 
 def ensure_identities(conn: sqlite3.Connection) -> None:
@@ -107,7 +110,8 @@ def issue_token(conn: sqlite3.Connection, form: dict[str, str], now: float | Non
     if not hmac.compare_digest(row[0], form.get("client_secret", "")):
         raise TokenError(401, "invalid_client", f"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'.")
     lifetime = int(get_setting(conn, "token_lifetime", DEFAULT_TOKEN_LIFETIME))
-    claims = {"sub": client_id, "aud": scope, "exp": int(now) + lifetime, "jti": secrets.token_hex(8)}
+    # Rounded up: the token stays valid for at least the `expires_in` the answer promises.
+    claims = {"sub": client_id, "aud": scope, "exp": math.ceil(now) + lifetime, "jti": secrets.token_hex(8)}
     payload = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode()).decode().rstrip("=")
     token = f"sim.{payload}.{_sign(get_setting(conn, 'token_key'), payload.encode())}"
     return {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}

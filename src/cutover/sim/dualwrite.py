@@ -26,6 +26,17 @@ from datetime import datetime, timezone
 from . import errors
 from .errors import SimError
 from .schema import PROJ_TRANS_STATUS
+from .seed import (
+    COMPANIES,
+    COUNTER_CUST_RECID,
+    COUNTER_GL_ENTRY,
+    COUNTER_GL_LINE,
+    CUST_RECID_BASE,
+    EXCHANGE_RATES,
+    GL_ENTRY_BASE,
+    GL_LINE_BASE,
+    convert,
+)
 from .store import get_setting, next_counter
 
 NOT_RUNNING, INITIALIZING, RUNNING, PAUSED, RESUMING = "Not running", "Initializing", "Running", "Paused", "Resuming"
@@ -391,8 +402,25 @@ def _invoice_facts(conn: sqlite3.Connection, invoice_id: str):
     return number, total or 0, date, customer, (company or "USMF"), currency
 
 
+def _accounting_currency(company: str) -> str:
+    """The legal entity's accounting currency (the seeded companies' fixed facts)."""
+    return next((cur for code, _name, cur, _tax, _lang in COMPANIES if code == company.upper()), "USD")
+
+
+def _to_accounting(amount: int, currency: str | None, company: str) -> int:
+    """A stored amount (1/10,000 units) in the transaction currency -> the accounting currency,
+    at the world's fixed rates, rounded to cents as the seeded AR and GL are."""
+    target = _accounting_currency(company)
+    if not currency or currency == target or currency not in EXCHANGE_RATES or target not in EXCHANGE_RATES:
+        return amount
+    if amount % 100 == 0:
+        return convert(amount // 100, currency, target) * 100
+    return convert(amount, currency, target)
+
+
 def _gl_entry(conn: sqlite3.Connection, company: str, date: str, voucher: str, lines: list[tuple[str, int, str]], currency: str | None) -> None:
-    entry = next_counter(conn, "fno_gl_entry", start=5_000_000_001)
+    """One balanced GL entry; line amounts are in the transaction currency."""
+    entry = next_counter(conn, COUNTER_GL_ENTRY, start=GL_ENTRY_BASE + 1)
     conn.execute(
         'INSERT INTO "fno_GeneralJournalEntryBiEntities"("SourceKey", "AccountingDate", "SubledgerVoucher", "SubledgerVoucherDataAreaId", "JournalNumber") '
         "VALUES (?, ?, ?, ?, ?)",
@@ -402,7 +430,8 @@ def _gl_entry(conn: sqlite3.Connection, company: str, date: str, voucher: str, l
         conn.execute(
             'INSERT INTO "fno_GeneralJournalAccountEntryBiEntities"("SourceKey", "GeneralJournalEntry", "MainAccount", "LedgerAccount", '
             '"AccountingCurrencyAmount", "TransactionCurrencyAmount", "TransactionCurrencyCode", "Text") VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-            (next_counter(conn, "fno_gl_line", start=9_000_000_001), entry, account, f"{account}--", amount, amount, currency, text),
+            (next_counter(conn, COUNTER_GL_LINE, start=GL_LINE_BASE + 1), entry, account, f"{account}--",
+             _to_accounting(amount, currency, company), amount, currency, text),
         )
 
 
@@ -415,8 +444,8 @@ def _post_customer_invoice(conn: sqlite3.Connection, invoice_id: str) -> None:
     conn.execute(
         'INSERT INTO "fno_CustTransactions"("dataAreaId", "RecId", "AccountNum", "Voucher", "TransDate", "AmountCur", "AmountMst", '
         '"CurrencyCode", "Invoice", "TransType") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-        (company.lower(), next_counter(conn, "fno_recid", start=7_000_000_001), customer, voucher, f"{date}T12:00:00Z",
-         total, total, currency, number, 8),
+        (company.lower(), next_counter(conn, COUNTER_CUST_RECID, start=CUST_RECID_BASE + 1), customer, voucher, f"{date}T12:00:00Z",
+         total, _to_accounting(total, currency, company), currency, number, 8),
     )
     _gl_entry(conn, company, date, voucher, [(AR_ACCOUNT, total, f"Invoice {number}"), (REVENUE_ACCOUNT, -total, f"Invoice {number}")], currency)
     milestone_ids = [r[0] for r in conn.execute("SELECT milestoneid FROM sim_invoice_milestones WHERE invoiceid = ?", (invoice_id,))]

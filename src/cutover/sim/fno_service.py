@@ -36,13 +36,14 @@ class FnoService:
         if path == "$metadata":
             return SimResponse(200, fno_metadata().encode(), {"Content-Type": "application/xml", "OData-Version": "4.0"})
         entity = FNO.get(path)
+        name = path.split("(")[0].split("/")[0]
+        if name in FNO and req.method.upper() != "GET":
+            # Refused for the entity set and for a single record alike (POST, PATCH, PUT, DELETE).
+            raise SimError(405, errors.ODATA_URI_ERROR, f"{name} is read-only here: Finance and Operations data changes only through dual-write during the cutover.", {"Allow": "GET"})
         if entity is None:
-            name = path.split("(")[0].split("/")[0]
             if name in FNO:
                 raise SimError(400, errors.NOT_SUPPORTED, f"The simulator serves {name} as a collection only; read it with $filter on its keys.")
             raise SimError(404, errors.ODATA_URI_ERROR, f"Resource not found for the segment '{name}'.")
-        if req.method.upper() != "GET":
-            raise SimError(405, errors.ODATA_URI_ERROR, f"{entity.name} is read-only here: Finance and Operations data changes only through dual-write during the cutover.")
         prefer = req.prefer().get("odata.maxpagesize")
         try:
             page_pref = int(prefer) if prefer else None

@@ -84,9 +84,13 @@ class Faults:
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def applies_to(self, path: str) -> bool:
+        """Whether faults (injected latency included) apply to `path` (see `path_contains`)."""
+        return not self.path_contains or self.path_contains in path
+
     def pick(self, path: str) -> str:
         """The fault (or 'ok') for the next request to `path`."""
-        if self.path_contains and self.path_contains not in path:
+        if not self.applies_to(path):
             return "ok"
         if self.script:
             return self.script.pop(0)
