@@ -169,13 +169,7 @@ class DataverseService:
     # --- reads ----------------------------------------------------------------------------
 
     def _read(self, req: SimRequest, entity: EntitySet) -> SimResponse:
-        prefer = req.prefer().get("odata.maxpagesize")
-        page_pref = None
-        if prefer:
-            try:
-                page_pref = int(prefer)
-            except ValueError:
-                raise SimError(400, errors.ODATA_URI_ERROR, f"odata.maxpagesize must be an integer, not '{prefer}'.") from None
+        page_pref = req.max_page_size()
         opts = parse_options(entity, req.params, page_pref)
         page = read_page(
             self.conn, entity, opts,

@@ -44,12 +44,7 @@ class FnoService:
             if name in FNO:
                 raise SimError(400, errors.NOT_SUPPORTED, f"The simulator serves {name} as a collection only; read it with $filter on its keys.")
             raise SimError(404, errors.ODATA_URI_ERROR, f"Resource not found for the segment '{name}'.")
-        prefer = req.prefer().get("odata.maxpagesize")
-        try:
-            page_pref = int(prefer) if prefer else None
-        except ValueError:
-            raise SimError(400, errors.ODATA_URI_ERROR, f"odata.maxpagesize must be an integer, not '{prefer}'.") from None
-        opts = parse_options(entity, req.params, page_pref)
+        opts = parse_options(entity, req.params, req.max_page_size())
         page = read_page(
             self.conn, entity, opts,
             base_url=req.service_root, set_url=req.service_root + entity.name, raw_query=req.query,

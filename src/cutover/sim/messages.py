@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from . import errors
+from .errors import SimError
+
 
 @dataclass
 class SimRequest:
@@ -33,6 +36,16 @@ class SimRequest:
             name, _, value = part.partition("=")
             out[name.strip().lower()] = value.strip().strip('"')
         return out
+
+    def max_page_size(self) -> int | None:
+        """The client's `Prefer: odata.maxpagesize=N`, or None when it did not ask."""
+        text = self.prefer().get("odata.maxpagesize")
+        if not text:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise SimError(400, errors.ODATA_URI_ERROR, f"odata.maxpagesize must be an integer, not '{text}'.") from None
 
 
 @dataclass
