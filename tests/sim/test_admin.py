@@ -330,3 +330,29 @@ async def test_generate_mapping_is_recorded(sim):
     r = await sim.admin("POST", "fno/generate-mapping", json={})
     assert r.status_code == 200
     assert "Project Operations integration contract line milestones" in r.json()["generated_mappings"]
+
+
+async def test_a_simulator_defect_answers_500_in_the_service_error_shape_and_writes_nothing(sim, caplog):
+    """Dataverse answers unexpected failures with 500 and {"error": {"code", "message"}}; the
+    simulator does the same for its own defects, rolls the change back, and logs the cause."""
+    from cutover.sim import dataverse_service
+    from tests.conftest import fixed_price_line, milestone_payload
+
+    line = fixed_price_line(sim.conn)
+    original = dataverse_service.DataverseService._milestone_rules
+
+    def broken(self, values, current):
+        original(self, values, current)
+        raise KeyError("boom")
+
+    before = sim.conn.execute("SELECT count(*) FROM dv_msdyn_contractlinescheduleofvalues").fetchone()[0]
+    dataverse_service.DataverseService._milestone_rules = broken
+    try:
+        r = await sim.dv("POST", "msdyn_contractlinescheduleofvalues", json=milestone_payload(line))
+    finally:
+        dataverse_service.DataverseService._milestone_rules = original
+    assert r.status_code == 500
+    assert r.json()["error"]["code"] == "0x80040216"
+    assert "simulator defect" in r.json()["error"]["message"]
+    assert sim.conn.execute("SELECT count(*) FROM dv_msdyn_contractlinescheduleofvalues").fetchone()[0] == before
+    assert (await sim.log())[-1]["status"] == 500

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import time
 import uuid
@@ -39,6 +40,7 @@ from .store import connect, get_setting, set_setting
 DATAVERSE_ROOT = "/api/data/v9.2/"
 FNO_ROOT = "/data/"
 REQUEST_LOG_LIMIT = 200_000
+logger = logging.getLogger("cutover.sim")
 DEFAULT_FNO_VERSION = "10.0.40"
 
 
@@ -145,10 +147,15 @@ async def api_endpoint(scope, receive, send) -> None:
     sim_request = SimRequest(request.method, path[len(root):], list(request.query_params.multi_items()), headers, body, base + root)
     cost = 0.0
     try:
-        if service == "dataverse":
-            result: SimResponse = sim.dataverse.handle(sim_request, identity)
-        else:
-            result = sim.fno.handle(sim_request)
+        try:
+            if service == "dataverse":
+                result: SimResponse = sim.dataverse.handle(sim_request, identity)
+            else:
+                result = sim.fno.handle(sim_request)
+        except Exception as exc:  # a simulator defect: answer as the real service would, and say so
+            logger.exception("simulator error on %s %s", request.method, full)
+            err = SimError(500, errors.UNEXPECTED, f"An unexpected error occurred in the simulator ({type(exc).__name__}: {exc}). This is a simulator defect; the change was rolled back.")
+            result = SimResponse(500, err.dataverse_body() if service == "dataverse" else err.fno_body(), {"Content-Type": "application/json", "OData-Version": "4.0"})
         cost = prot.cost.cost(result.writes, result.records)
         if result.inner_requests > 1:
             cost += prot.cost.read_base * (result.inner_requests - 1)
