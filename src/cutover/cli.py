@@ -176,3 +176,126 @@ Press Ctrl+C to stop."""
 
 if __name__ == "__main__":
     main()
+
+
+# --- environment profiles ---------------------------------------------------------------------
+
+workspace_option = click.option(
+    "--workspace", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Workspace folder [default: $CUTOVER_WORKSPACE or ./cutover-workspace].",
+)
+
+# TOML key -> command-line option, so a validation message points at what the operator typed.
+OPTION_OF_KEY = {
+    "kind": "--kind", "dataverse_url": "--dataverse-url", "fno_url": "--fno-url", "tenant": "--tenant",
+    "client_id": "--client-id", "auth": "--auth", "secret_env": "--secret-env", "cert_path": "--cert",
+    "sim_db": "--sim-db", "identities": "--identity", "keyring_service": "--keyring-service",
+    "keyring_username": "--keyring-username",
+}
+
+
+def _config_fail(exc) -> None:
+    hint = f" (option {OPTION_OF_KEY[exc.key]})" if getattr(exc, "key", None) in OPTION_OF_KEY and exc.line is None else ""
+    fail(f"{exc}{hint}", EXIT_USAGE)
+
+
+def _load(workspace: Path | None):
+    from cutover.config import ConfigError, load_config, resolve_workspace
+
+    ws = resolve_workspace(workspace)
+    try:
+        return ws, load_config(ws)
+    except ConfigError as exc:
+        _config_fail(exc)
+
+
+@main.group()
+def env() -> None:
+    """Environment profiles: where Dataverse and F&O are and how to sign in."""
+
+
+@env.command("add")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["rehearsal", "sandbox", "production"]), required=True)
+@click.option("--sim-db", type=click.Path(dir_okay=False), default=None, help="Rehearsal: a simulator database; commands start the simulator themselves.")
+@click.option("--dataverse-url", default=None)
+@click.option("--fno-url", default=None)
+@click.option("--tenant", default=None)
+@click.option("--client-id", default=None)
+@click.option("--auth", type=click.Choice(["device-code", "client-secret", "certificate", "simulator"]), default=None)
+@click.option("--secret-env", default=None, help="Name of the environment variable that holds the client secret.")
+@click.option("--keyring-service", default=None, help="OS keyring service holding the secret (instead of --secret-env).")
+@click.option("--keyring-username", default=None)
+@click.option("--cert", "cert_path", type=click.Path(dir_okay=False), default=None, help="Certificate (PEM with private key) for --auth certificate.")
+@click.option("--identity", "identities", multiple=True, help="Extra application user (client id) for the write pool; repeatable.")
+@click.option("--invoice-create-action", default=None)
+@click.option("--invoice-confirm-action", default=None)
+@click.option("--replace", is_flag=True, help="Replace an existing profile of the same name.")
+@workspace_option
+def env_add(name: str, workspace: Path | None, replace: bool, identities: tuple[str, ...], **fields) -> None:
+    """Add an environment profile to the workspace's cutover.toml (no secrets are stored)."""
+    from cutover.config import ConfigError, Profile, save_config
+
+    ws, config = _load(workspace)
+    values = {k: v for k, v in fields.items() if v is not None}
+    for key in ("sim_db", "cert_path"):  # typed relative to where the operator stands
+        if key in values:
+            values[key] = str(Path(values[key]).expanduser().resolve())
+    if identities:
+        values["identities"] = tuple(identities)
+    try:
+        profile = Profile(name=name, **values)
+        config.add(profile, replace=replace)
+        save_config(config)
+    except ConfigError as exc:
+        _config_fail(exc)
+    click.echo(f"added profile '{name}' ({profile.kind}) to {config.path}")
+    if profile.embedded_simulator:
+        click.echo(f"  simulator database: {profile.sim_db_path(ws)} (started on demand)")
+    click.echo(f"next: cutover env test {name}" + (f" --workspace {workspace}" if workspace else ""))
+
+
+@env.command("list")
+@workspace_option
+def env_list(workspace: Path | None) -> None:
+    """List the workspace's profiles."""
+    _ws, config = _load(workspace)
+    if not config.profiles:
+        click.echo(f"no profiles in {config.path}; add one with: cutover env add NAME --kind rehearsal --sim-db PATH")
+        return
+    rows = [("NAME", "KIND", "DATAVERSE", "AUTH", "PINNED ORG")]
+    for p in config.profiles.values():
+        where = f"simulator {p.sim_db}" if p.embedded_simulator else (p.dataverse_url or "")
+        rows.append((p.name, p.kind, where, p.auth or "", p.pinned_org_id or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+@env.command("show")
+@click.argument("name")
+@workspace_option
+def env_show(name: str, workspace: Path | None) -> None:
+    """Show one profile, and where its secret would come from (never the secret)."""
+    import os
+
+    from cutover.config import ConfigError
+
+    ws, config = _load(workspace)
+    try:
+        p = config.get(name)
+    except ConfigError as exc:
+        _config_fail(exc)
+    for key, value in p.to_table().items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                click.echo(f"{key}.{k} = {v}")
+        else:
+            click.echo(f"{key} = {value}")
+    if p.secret_env:
+        state = "set" if os.environ.get(p.secret_env) else "NOT set"
+        click.echo(f"secret: from environment variable {p.secret_env} ({state})")
+    elif p.keyring_service:
+        click.echo(f"secret: from the OS keyring, service {p.keyring_service}")
+    elif p.is_rehearsal:
+        click.echo("secret: the simulator's rehearsal identity")

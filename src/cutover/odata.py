@@ -1,0 +1,249 @@
+"""Building OData query text and JSON bodies safely, for both Dataverse and Finance and Operations.
+
+Query text (``$filter``, ``$select``) is never built by pasting values into strings: every
+value goes through :func:`quote`, every field name through :func:`field_name`, so a customer
+called ``O'Brien`` or a name containing `` or 1 eq 1`` cannot change the meaning of a query.
+
+Literal forms (OData 4.0 ABNF, as Dataverse and F&O accept them):
+
+======================  ===========================================  ==============================
+Python value            literal                                      example
+======================  ===========================================  ==============================
+``str``                 single-quoted, ``'`` doubled                 ``'O''Brien'``
+``uuid.UUID``           bare GUID                                    ``5f0c…-…``
+``bool``                ``true`` / ``false``
+``int``                 digits                                       ``192350001``
+``decimal.Decimal``     exact fixed-point text, never via float      ``1234.50``
+``None``                ``null``
+``datetime.date``       ``YYYY-MM-DD``                               ``2026-10-31``
+``datetime.datetime``   UTC, ``Z`` suffix (naive is taken as UTC)    ``2026-10-31T12:00:00Z``
+:class:`Enum`           ``Namespace.Type'Member'`` (F&O enums)       see :func:`enum_literal`
+======================  ===========================================  ==============================
+
+``float`` is refused: money is Decimal (DESIGN, Conventions) and a float literal would round.
+A GUID held in a ``str`` is quoted like any string; pass a ``uuid.UUID`` for a GUID literal.
+
+JSON: :func:`dumps` writes ``Decimal`` as exact JSON numbers (``Decimal('1234.50')`` →
+``1234.50``) and :func:`loads` reads every JSON number with a fraction as ``Decimal``, so money
+survives a round trip without ever passing through a binary float.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "Enum", "and_", "compare", "dumps", "enum_literal", "field_name", "filter_eq", "in_", "loads",
+    "not_", "or_", "orderby", "quote", "select",
+]
+
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+_FIELD_RE = re.compile(rf"^{_IDENTIFIER}(?:/{_IDENTIFIER})*$")
+_QUALIFIED_RE = re.compile(rf"^{_IDENTIFIER}(?:\.{_IDENTIFIER})*$")
+_OPERATORS = frozenset({"eq", "ne", "gt", "ge", "lt", "le"})
+
+
+@dataclass(frozen=True)
+class Enum:
+    """An enum literal value for :func:`quote` / :func:`filter_eq` (F&O: ``ProjTransStatus'Invoiced'``)."""
+
+    type_name: str  # e.g. "Microsoft.Dynamics.DataEntities.ProjTransStatus"
+    member: str  # e.g. "Invoiced"
+
+    def __str__(self) -> str:
+        return enum_literal(self.type_name, self.member)
+
+
+def field_name(name: str) -> str:
+    """Return `name` if it is a property name or path (``a``, ``_x_value``, ``Nav/field``); else ValueError."""
+    if not isinstance(name, str) or not _FIELD_RE.match(name):
+        raise ValueError(f"not an OData property name: {name!r} (letters, digits and _ only; '/' between path segments)")
+    return name
+
+
+def _decimal_text(value: Decimal) -> str:
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a finite number and has no OData or JSON form")
+    return format(value, "f")  # exact, never an exponent: Decimal('1E+3') -> '1000'
+
+
+def _datetime_text(value: dt.datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    text = value.isoformat(timespec="microseconds" if value.microsecond else "seconds")
+    return text + "Z"
+
+
+def quote(value: Any) -> str:
+    """The OData literal for `value` (see the module table). Raises TypeError for unsupported types."""
+    if value is None:
+        return "null"
+    if isinstance(value, Enum):
+        return enum_literal(value.type_name, value.member)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return _decimal_text(value)
+    if isinstance(value, float):
+        raise TypeError(f"float {value!r} in a query: use decimal.Decimal (money is never float) or int")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return _datetime_text(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} as an OData literal")
+
+
+def enum_literal(namespace_type: str, member: str) -> str:
+    """``Namespace.Type'Member'``, e.g. ``enum_literal("Microsoft.Dynamics.DataEntities.ProjTransStatus", "Invoiced")``."""
+    if not isinstance(namespace_type, str) or not _QUALIFIED_RE.match(namespace_type):
+        raise ValueError(f"not an OData enum type name: {namespace_type!r}")
+    if not isinstance(member, str) or not member:
+        raise ValueError(f"enum member must be a non-empty string, got {member!r}")
+    return f"{namespace_type}'" + member.replace("'", "''") + "'"
+
+
+def compare(field: str, op: str, value: Any) -> str:
+    """``field op literal`` for op in eq, ne, gt, ge, lt, le."""
+    if op not in _OPERATORS:
+        raise ValueError(f"unknown comparison operator {op!r}; use one of {sorted(_OPERATORS)}")
+    return f"{field_name(field)} {op} {quote(value)}"
+
+
+def filter_eq(field: str, value: Any) -> str:
+    """``field eq literal`` (``field eq null`` for None)."""
+    return compare(field, "eq", value)
+
+
+def in_(field: str, values: Iterable[Any]) -> str:
+    """OData 4.01 ``field in (v1,v2,…)``. An empty list is refused (it has no valid form)."""
+    items = [quote(v) for v in values]
+    if not items:
+        raise ValueError(f"in_({field!r}, []) has no OData form; skip the query when there is nothing to look for")
+    return f"{field_name(field)} in ({','.join(items)})"
+
+
+def _combine(op: str, clauses: tuple[str | None, ...]) -> str:
+    parts = [c for c in clauses if c]
+    if not parts:
+        raise ValueError(f"{op}_() needs at least one non-empty clause")
+    if len(parts) == 1:
+        return parts[0]
+    return f" {op} ".join(f"({c})" for c in parts)
+
+
+def and_(*clauses: str | None) -> str:
+    """``(a) and (b) …``; None / empty clauses are skipped, one clause is returned as is."""
+    return _combine("and", clauses)
+
+
+def or_(*clauses: str | None) -> str:
+    """``(a) or (b) …``; None / empty clauses are skipped, one clause is returned as is."""
+    return _combine("or", clauses)
+
+
+def not_(clause: str) -> str:
+    """``not (clause)``."""
+    if not clause:
+        raise ValueError("not_() needs a clause")
+    return f"not ({clause})"
+
+
+def select(fields: Iterable[str]) -> str:
+    """``$select`` text: validated property names joined by commas (a single str is one field)."""
+    if isinstance(fields, str):
+        fields = [fields]
+    names = [field_name(f) for f in fields]
+    if not names:
+        raise ValueError("select() needs at least one field")
+    return ",".join(names)
+
+
+def orderby(*fields: str) -> str:
+    """``$orderby`` text: each item ``"field"`` or ``"field asc"`` / ``"field desc"``."""
+    out = []
+    for item in fields:
+        name, _, direction = item.strip().partition(" ")
+        direction = direction.strip().lower()
+        if direction not in ("", "asc", "desc"):
+            raise ValueError(f"bad $orderby item {item!r}: direction must be asc or desc")
+        out.append(field_name(name) + (f" {direction}" if direction else ""))
+    if not out:
+        raise ValueError("orderby() needs at least one field")
+    return ",".join(out)
+
+
+# --- JSON with exact decimals -----------------------------------------------------------------
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(json.dumps(value, ensure_ascii=False))
+    elif isinstance(value, int):
+        out.append(str(int(value)))
+    elif isinstance(value, Decimal):
+        out.append(_decimal_text(value))
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value} has no JSON form")
+        out.append(repr(value))
+    elif isinstance(value, Mapping):
+        out.append("{")
+        first = True
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"JSON object keys must be str, got {type(key).__name__} {key!r}")
+            if not first:
+                out.append(",")
+            first = False
+            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(":")
+            _encode(item, out)
+        out.append("}")
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    elif isinstance(value, uuid.UUID):
+        out.append(f'"{value}"')
+    elif isinstance(value, dt.datetime):
+        out.append(f'"{_datetime_text(value)}"')
+    elif isinstance(value, dt.date):
+        out.append(f'"{value.isoformat()}"')
+    else:
+        raise TypeError(f"{type(value).__name__} {value!r} is not JSON serialisable")
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON text; Decimal → exact JSON number, UUID → string, date → ``YYYY-MM-DD``,
+    datetime → ISO UTC ``…Z``. Floats are written with repr (shortest round-trip form)."""
+    out: list[str] = []
+    _encode(obj, out)
+    return "".join(out)
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON; numbers with a fraction or exponent become Decimal (exact), integers int."""
+    return json.loads(text, parse_float=Decimal)
