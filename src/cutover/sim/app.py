@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import auth, dualwrite, errors
+from . import identity_platform
 from .dataverse_service import DataverseService
 from .errors import SimError
 from .fno_service import FnoService
@@ -451,6 +452,18 @@ def create_app(db: str | Path | sqlite3.Connection, limits: Limits | None = None
         Route("/_sim/requests", requests_endpoint, methods=["GET", "DELETE"]),
         Route("/_sim/settings", settings_endpoint, methods=["GET", "PUT"]),
         Route("/_sim/identities", identities_endpoint, methods=["GET", "POST"]),
+        # stand-ins for login.microsoftonline.com (see sim/identity_platform.py)
+        Route("/_sim/login/approve", identity_platform.approve, methods=["POST"]),
+        Route("/_sim/login/device-codes", identity_platform.device_codes, methods=["GET"]),
+        Route("/_sim/login/certificates", identity_platform.certificates, methods=["GET", "POST"]),
+        Route("/_sim/login/revoke", identity_platform.revoke, methods=["POST"]),
+        Route("/_sim/login/settings", identity_platform.settings_endpoint, methods=["GET", "PUT"]),
+        Route("/_sim/login/requests", identity_platform.requests_endpoint, methods=["GET", "DELETE"]),
+        Route("/_sim/login/{tenant}/v2.0/.well-known/openid-configuration", identity_platform.openid_configuration, methods=["GET"]),
+        Route("/_sim/login/{tenant}/discovery/instance", identity_platform.instance_discovery, methods=["GET"]),
+        Route("/_sim/login/{tenant}/oauth2/v2.0/devicecode", identity_platform.devicecode, methods=["POST"]),
+        Route("/_sim/login/{tenant}/oauth2/v2.0/token", identity_platform.token, methods=["POST"]),
+        Route("/_sim/login/{tenant}/oauth2/v2.0/authorize", identity_platform.authorize, methods=["GET"]),
     ]
     app = Starlette(routes=routes)
     app.state.sim = Simulator(conn, limits)

@@ -109,12 +109,51 @@ def issue_token(conn: sqlite3.Connection, form: dict[str, str], now: float | Non
         raise TokenError(401, "invalid_client", f"AADSTS7000222: The provided client secret keys for app '{client_id}' are expired.")
     if not hmac.compare_digest(row[0], form.get("client_secret", "")):
         raise TokenError(401, "invalid_client", f"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'.")
+    return mint_access_token(conn, client_id, scope, now)
+
+
+def mint_access_token(conn: sqlite3.Connection, subject: str, scope: str, now: float | None = None) -> dict:
+    """A bearer token for the identity ``subject`` (a row of sim_identities: an application's
+    client id, or a signed-in user's name) as the token endpoint answers it. The lifetime is
+    the ``token_lifetime`` setting; `verify_token` accepts the token until it expires."""
+    now = time.time() if now is None else now
     lifetime = int(get_setting(conn, "token_lifetime", DEFAULT_TOKEN_LIFETIME))
     # Rounded up: the token stays valid for at least the `expires_in` the answer promises.
-    claims = {"sub": client_id, "aud": scope, "exp": math.ceil(now) + lifetime, "jti": secrets.token_hex(8)}
+    claims = {"sub": subject, "aud": scope, "exp": math.ceil(now) + lifetime, "jti": secrets.token_hex(8)}
     payload = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode()).decode().rstrip("=")
     token = f"sim.{payload}.{_sign(get_setting(conn, 'token_key'), payload.encode())}"
     return {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}
+
+
+def get_identity(conn: sqlite3.Connection, client_id: str) -> Identity | None:
+    """The identity registered under ``client_id`` (an application or a user), or None."""
+    row = conn.execute(
+        "SELECT client_id, user_id, display_name, can_write FROM sim_identities WHERE client_id = ?", (client_id,)
+    ).fetchone()
+    return None if row is None else Identity(row[0], row[1], row[2], bool(row[3]))
+
+
+def ensure_user(conn: sqlite3.Connection, user: str, *, can_write: bool = True) -> Identity:
+    """A signed-in user (device code flow) as an identity the API accepts, created on first
+    sign-in. Users have no client secret: the stored one is random and never disclosed, so
+    nobody can use a user's name for the client-credentials grant."""
+    if get_identity(conn, user) is None:
+        add_identity(conn, user, "!" + secrets.token_hex(32), f"User {user}", can_write, replace=False)
+    identity = get_identity(conn, user)
+    assert identity is not None
+    return identity
+
+
+def user_object_id(user: str) -> str:
+    """The stable object id (oid) of a user, equal to the UserId that WhoAmI reports for them."""
+    return str(uuid.uuid5(USER_NAMESPACE, user))
+
+
+def keyed_digest(conn: sqlite3.Connection, purpose: str, payload: bytes) -> str:
+    """An HMAC of ``payload`` under the simulator's token key, separated by ``purpose`` so a
+    signature made for one kind of token (e.g. a refresh token) never verifies as another."""
+    key = get_setting(conn, "token_key")
+    return base64.urlsafe_b64encode(hmac.new(bytes.fromhex(key), purpose.encode() + b"|" + payload, hashlib.sha256).digest()).decode().rstrip("=")
 
 
 def verify_token(conn: sqlite3.Connection, authorization: str | None, now: float | None = None) -> Identity | None:
