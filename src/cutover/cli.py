@@ -299,3 +299,88 @@ def env_show(name: str, workspace: Path | None) -> None:
         click.echo(f"secret: from the OS keyring, service {p.keyring_service}")
     elif p.is_rehearsal:
         click.echo("secret: the simulator's rehearsal identity")
+
+
+def _profile(workspace: Path | None, name: str):
+    from cutover.config import ConfigError
+
+    ws, config = _load(workspace)
+    try:
+        return ws, config.get(name)
+    except ConfigError as exc:
+        _config_fail(exc)
+
+
+def _show_code(message: str, user_code: str, verification_uri: str) -> None:
+    click.echo(f"\n{message}\n(waiting for you to sign in; Ctrl+C cancels)\n", err=True)
+
+
+def run_environment_command(coro) -> object:
+    """Run an async command; map every expected failure to one clear line and an exit code."""
+    import asyncio
+
+    from cutover.auth import SignInError
+    from cutover.config import ConfigError, FingerprintMismatch
+    from cutover.embedded import EmbeddedSimulatorError
+    from cutover.transport import ServiceError
+
+    try:
+        return asyncio.run(coro)
+    except FingerprintMismatch as exc:
+        fail(str(exc), EXIT_ENVIRONMENT)
+    except ConfigError as exc:
+        _config_fail(exc)
+    except (SignInError, ServiceError, EmbeddedSimulatorError) as exc:
+        fail(str(exc), EXIT_ENVIRONMENT)
+    except KeyboardInterrupt:
+        fail("cancelled", EXIT_ENVIRONMENT)
+
+
+@env.command("test")
+@click.argument("name")
+@click.option("--repin", is_flag=True, help="Accept a different organization id and pin it (the environment was really replaced).")
+@workspace_option
+def env_test(name: str, workspace: Path | None, repin: bool) -> None:
+    """Sign in, call WhoAmI and one F&O read; pin the organization on first success."""
+    from cutover.config import pin_fingerprint
+    from cutover.session import open_session
+
+    ws, profile = _profile(workspace, name)
+
+    async def test() -> None:
+        started = time.perf_counter()
+        async with open_session(profile, ws, read_only=True, on_code=_show_code) as session:
+            if session.sim_url and profile.embedded_simulator:
+                click.echo(f"simulator: {session.sim_url} (database {profile.sim_db_path(ws)})")
+            who = await session.dataverse.whoami()
+            org = who["OrganizationId"].lower()
+            if not repin:
+                await session.check_fingerprint()
+            click.echo(f"Dataverse: {session.dataverse_root} — organization {org}, user {who['UserId']}")
+            rows = 0
+            async for page in session.fno.pages("DualWriteProjectConfigurations", cross_company=True):
+                rows += len(page)
+            click.echo(f"Finance and Operations: {session.fno_root} — {rows} dual-write project configuration(s) readable")
+        pinned = pin_fingerprint(ws, name, org, force=repin)
+        click.echo(f"ok in {time.perf_counter() - started:.1f} s; profile '{name}' is pinned to organization {pinned.pinned_org_id}")
+
+    run_environment_command(test())
+
+
+@main.command()
+@click.argument("name")
+@workspace_option
+def login(name: str, workspace: Path | None) -> None:
+    """Sign in to an environment (device code over SSH) and cache the tokens in the workspace."""
+    from cutover.session import open_session
+
+    ws, profile = _profile(workspace, name)
+
+    async def sign_in() -> None:
+        async with open_session(profile, ws, read_only=True, on_code=_show_code) as session:
+            for transport in session.transports:
+                await transport.tokens.token()
+            describe = getattr(session.transports[0].tokens, "describe", None)
+            click.echo(f"signed in to '{name}'" + (f": {describe()}" if describe else ""))
+
+    run_environment_command(sign_in())

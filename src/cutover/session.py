@@ -1,0 +1,99 @@
+"""Opening an environment: profile -> (embedded simulator) -> sign-in -> transports -> clients.
+
+Every command that talks to Dataverse or F&O goes through `open_session`, so the wrong-
+environment guard, the embedded simulator, sign-in and read-only mode work the same way
+everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .auth import OnCode, pool_sources_for, token_sources_for
+from .config import FingerprintMismatch, Profile
+from .dataverse import DataverseClient
+from .embedded import embedded_simulator
+from .fno import FnoClient
+from .transport import Transport
+
+
+@dataclass
+class Session:
+    profile: Profile
+    workspace: Path
+    dataverse: DataverseClient
+    fno: FnoClient
+    sim_url: str | None
+    dataverse_root: str
+    fno_root: str
+    transports: list[Transport] = field(default_factory=list)
+
+    async def organization_id(self) -> str:
+        return (await self.dataverse.whoami())["OrganizationId"].lower()
+
+    async def check_fingerprint(self) -> str:
+        """The org id, after refusing to go on if it is not the profile's pinned one."""
+        org = await self.organization_id()
+        pinned = self.profile.pinned_org_id
+        if pinned and pinned.lower() != org:
+            raise FingerprintMismatch(
+                (
+                    f"this is not the environment profile '{self.profile.name}' was pinned to: WhoAmI answered organization "
+                    f"{org}, the profile expects {pinned}. Check the URLs; if the environment was really replaced, "
+                    f"re-pin it with `cutover env test {self.profile.name} --repin`"
+                ),
+                profile=self.profile.name,
+                key="pinned_org_id",
+            )
+        return org
+
+
+def _roots(profile: Profile, sim_url: str | None) -> tuple[str, str]:
+    dv = sim_url or profile.dataverse_url
+    fno = sim_url or profile.fno_url
+    return f"{dv.rstrip('/')}/api/data/v9.2/", f"{fno.rstrip('/')}/data/"
+
+
+@contextlib.asynccontextmanager
+async def open_session(
+    profile: Profile,
+    workspace: Path,
+    *,
+    read_only: bool = False,
+    write_pool: bool = False,
+    on_code: OnCode | None = None,
+    cancel: Any = None,
+    environ: Mapping[str, str] | None = None,
+) -> AsyncIterator[Session]:
+    """Sign in to the profile's environment and yield its clients; everything is closed after."""
+    environ = os.environ if environ is None else environ
+    with contextlib.ExitStack() as stack:
+        sim_url = None
+        if profile.embedded_simulator:
+            sim_url = stack.enter_context(embedded_simulator(profile.sim_db_path(workspace)))
+        elif profile.is_rehearsal:
+            sim_url = profile.dataverse_url
+        dv_root, fno_root = _roots(profile, sim_url if profile.embedded_simulator else None)
+        sources = token_sources_for(profile, workspace, environ=environ, on_code=on_code, sim_url=sim_url, cancel=cancel)
+        name = profile.name
+        transports: list[Transport] = []
+        if write_pool and not read_only and len(profile.all_client_ids()) > 1:
+            for source in pool_sources_for(profile, workspace, environ=environ, sim_url=sim_url).values():
+                transports.append(Transport(dv_root, source, environment=name))
+        else:
+            transports.append(Transport(dv_root, sources["dataverse"], environment=name, read_only=read_only))
+        fno_transport = Transport(fno_root, sources["fno"], environment=name, read_only=read_only)
+        try:
+            yield Session(profile, workspace, DataverseClient(transports), FnoClient(fno_transport), sim_url, dv_root, fno_root, transports + [fno_transport])
+        finally:
+            for t in transports + [fno_transport]:
+                await t.aclose()
+            for source in sources.values():
+                close = getattr(source, "close", None)
+                if close:
+                    close()
