@@ -49,7 +49,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ import httpx
 import msal
 
 from .config import ConfigError, Profile, resolve_secret
+from .redaction import redact
 
 __all__ = [
     "AUTHORITY_HOST",
@@ -91,45 +92,6 @@ SIM_LOGIN_PATH = "/_sim/login"
 TOKENS_DIR = ".tokens"
 
 OnCode = Callable[[str, str, str], Awaitable[None] | None]
-
-
-# --- redaction ----------------------------------------------------------------------------------
-
-_SECRET_KEYS = (
-    "access_token", "refresh_token", "id_token", "client_secret", "client_assertion", "assertion",
-    "device_code", "password", "passphrase", "secret",
-)
-_KEY_VALUE_RE = re.compile(
-    r"""(?P<key>(?<![A-Za-z0-9])["']?(?:""" + "|".join(_SECRET_KEYS) + r""")["']?\s*[:=]\s*)"""
-    r"""(?:(?P<q>["'])(?P<qv>(?:\\.|(?!(?P=q)).)*)(?P=q)|(?P<v>[^\s&,;}\])"']+))""",
-    re.IGNORECASE,
-)
-_AUTH_HEADER_RE = re.compile(r"(?P<scheme>\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/-]{8,}=*(?![A-Za-z0-9._~+/=-])", re.IGNORECASE)
-_JWT_RE = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_SIM_TOKEN_RE = re.compile(r"\bsim(?:rt)?\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
-_MASK = "***"
-
-
-def redact(text: Any, *, extra: Iterable[str] = ()) -> str:
-    """``text`` with credentials replaced by ``***``: the credential of an ``Authorization:
-    Bearer|Basic`` value, the values of ``access_token``, ``refresh_token``, ``id_token``,
-    ``client_secret``, ``client_assertion``, ``device_code``, ``password`` … (JSON, form or
-    Python-repr syntax), anything shaped like a JWT (``eyJ….….…``) or a simulator token, and
-    every literal string in ``extra`` (e.g. the secret just used)."""
-    out = str(text)
-    for literal in sorted({e for e in extra if e and len(e) >= 4}, key=len, reverse=True):
-        out = out.replace(literal, _MASK)
-
-    def kv(m: re.Match) -> str:
-        if m.group("q"):
-            return m.group("key") + m.group("q") + (_MASK if m.group("qv") else "") + m.group("q")
-        return m.group("key") + _MASK
-
-    out = _KEY_VALUE_RE.sub(kv, out)
-    out = _AUTH_HEADER_RE.sub(lambda m: m.group("scheme") + _MASK, out)
-    out = _JWT_RE.sub(_MASK, out)
-    out = _SIM_TOKEN_RE.sub(_MASK, out)
-    return out
 
 
 # --- errors -------------------------------------------------------------------------------------

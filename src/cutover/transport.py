@@ -21,7 +21,6 @@ import asyncio
 import json
 import logging
 import random
-import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,24 +28,11 @@ from typing import Protocol
 
 import httpx
 
+from .redaction import redact
+
 logger = logging.getLogger("cutover.transport")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(r'(?i)("?(?:access_token|refresh_token|id_token|client_secret|client_assertion|authorization)"?\s*[:=]\s*"?)[^"&\s,}]+'),
-    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),  # JWT
-    re.compile(r"\bsim\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"),  # simulator tokens
-)
-
-
-def redact(text: str) -> str:
-    """Remove bearer tokens, OAuth secrets and JWT-looking strings from text meant for people."""
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
-    return text
-
 
 class TokenSource(Protocol):
     async def token(self, *, force_refresh: bool = False) -> str: ...

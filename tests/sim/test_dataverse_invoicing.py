@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.conftest import READER, fixed_price_line, milestone_payload
+from tests.conftest import READER, fixed_price_line
 from tests.sim.dataverse_helpers import (
     CREATED,
     MILESTONE_KEY,

@@ -13,7 +13,6 @@ from decimal import Decimal
 
 import pytest
 
-from cutover.sim.schema import MONEY_SCALE
 from cutover.sim.seed import convert
 from tests.conftest import SimHarness, fixed_price_line, milestone_payload
 

@@ -46,7 +46,7 @@ async def _token(sim, form: dict, tenant: str = TENANT, **kw):
     return await sim.client.post(f"{LOGIN}/{tenant}/oauth2/v2.0/token", data=form, **kw)
 
 
-async def _device_code(sim, client_id: str = WRITER[0], scope: str = f"https://org.test/.default openid profile offline_access", tenant: str = TENANT):
+async def _device_code(sim, client_id: str = WRITER[0], scope: str = "https://org.test/.default openid profile offline_access", tenant: str = TENANT):
     return await sim.client.post(f"{LOGIN}/{tenant}/oauth2/v2.0/devicecode", data={"client_id": client_id, "scope": scope})
 
 

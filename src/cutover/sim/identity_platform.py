@@ -564,7 +564,7 @@ async def devicecode(request: Request) -> JSONResponse:
     try:
         form = await _form(request)
     except PlatformError as exc:
-        return _answer(request, "devicecode", None, lambda: _raise(exc))
+        return _answer(request, "devicecode", None, lambda err=exc: _raise(err))
 
     def body() -> dict:
         tenant = _tenant_or_raise(conn, request.path_params["tenant"], "invalid_request")
@@ -605,7 +605,7 @@ async def token(request: Request) -> JSONResponse:
     try:
         form = await _form(request)
     except PlatformError as exc:
-        return _answer(request, "token", None, lambda: _raise(exc))
+        return _answer(request, "token", None, lambda err=exc: _raise(err))
     segment = request.path_params["tenant"]
 
     def body() -> dict:
