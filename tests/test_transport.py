@@ -196,17 +196,24 @@ async def test_dropped_connection_on_a_create_says_outcome_unknown(socket_sim):
     assert sqlite3.connect(socket_sim.db).execute(f"SELECT count(*) FROM dv_{MILESTONES} WHERE msdyn_name = 'Lost answer'").fetchone()[0] == 1
 
 
-async def test_adaptive_limit_follows_the_dop_hint_then_halves_on_throttle():
-    """Concurrency starts from x-ms-dop-hint, grows after clean answers, halves on 429."""
-    limit = AdaptiveLimit(start=2, grow_after=3)
+async def test_adaptive_limit_follows_the_dop_hint_then_halves_once_per_throttle_event():
+    """Concurrency starts from x-ms-dop-hint, grows after clean answers, and halves on 429 —
+    once per throttle event: a burst of 429s from requests in flight together cuts it once."""
+    now = [100.0]
+    limit = AdaptiveLimit(start=2, grow_after=3, cut_interval=1.0, clock=lambda: now[0])
     await limit.succeeded(8)
     assert limit.limit == 8
     for _ in range(3):
         await limit.succeeded(8)
     assert limit.limit == 9
+    for _ in range(6):  # one burst
+        await limit.throttled()
+    assert limit.limit == 4 and limit.throttles == 6
+    now[0] += 1.5  # a later, separate event
     await limit.throttled()
-    assert limit.limit == 4
-    for _ in range(5):
+    assert limit.limit == 2
+    for _ in range(3):
+        now[0] += 2
         await limit.throttled()
     assert limit.limit == 1
 

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import re
+import secrets
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -189,59 +189,60 @@ def orderby(*fields: str) -> str:
 # --- JSON with exact decimals -----------------------------------------------------------------
 
 
-def _encode(value: Any, out: list[str]) -> None:
-    if value is None:
-        out.append("null")
-    elif value is True:
-        out.append("true")
-    elif value is False:
-        out.append("false")
-    elif isinstance(value, str):
-        out.append(json.dumps(value, ensure_ascii=False))
-    elif isinstance(value, int):
-        out.append(str(int(value)))
-    elif isinstance(value, Decimal):
-        out.append(_decimal_text(value))
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{value} has no JSON form")
-        out.append(repr(value))
-    elif isinstance(value, Mapping):
-        out.append("{")
-        first = True
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"JSON object keys must be str, got {type(key).__name__} {key!r}")
-            if not first:
-                out.append(",")
-            first = False
-            out.append(json.dumps(key, ensure_ascii=False))
-            out.append(":")
-            _encode(item, out)
-        out.append("}")
-    elif isinstance(value, (list, tuple)):
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(",")
-            _encode(item, out)
-        out.append("]")
-    elif isinstance(value, uuid.UUID):
-        out.append(f'"{value}"')
-    elif isinstance(value, dt.datetime):
-        out.append(f'"{_datetime_text(value)}"')
-    elif isinstance(value, dt.date):
-        out.append(f'"{value.isoformat()}"')
-    else:
-        raise TypeError(f"{type(value).__name__} {value!r} is not JSON serialisable")
-
-
 def dumps(obj: Any) -> str:
     """Compact JSON text; Decimal → exact JSON number, UUID → string, date → ``YYYY-MM-DD``,
-    datetime → ISO UTC ``…Z``. Floats are written with repr (shortest round-trip form)."""
-    out: list[str] = []
-    _encode(obj, out)
-    return "".join(out)
+    datetime → ISO UTC ``…Z``. Floats are written with repr (shortest round-trip form).
+    Object keys must be strings (TypeError otherwise)."""
+    # Fast path: the C encoder, with each Decimal first written as a string carrying a random
+    # per-call marker, then unwrapped into a bare number. The marker contains NUL characters
+    # (escaped as \u0000 in JSON) and 64 random bits, so no genuine string can look like one.
+    nonce = secrets.token_hex(8)
+    marker = f"\x00{nonce}"
+
+    def default(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return f"{marker}{_decimal_text(value)}\x00"
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, dt.datetime):
+            return _datetime_text(value)
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        raise TypeError(f"{type(value).__name__} {value!r} is not JSON serialisable")
+
+    try:
+        text = json.dumps(obj, default=default, ensure_ascii=False, allow_nan=False, separators=(",", ":"), skipkeys=False, check_circular=True, sort_keys=False, cls=_StrictKeys)
+    except _NonStringKey as exc:
+        raise TypeError(str(exc)) from None
+    if nonce in text:
+        text = re.sub('"\\\\u0000' + nonce + '(-?[0-9.]+)\\\\u0000"', r"\1", text)
+    return text
+
+
+class _NonStringKey(TypeError):
+    pass
+
+
+class _StrictKeys(json.JSONEncoder):
+    """The C encoder turns int/float/bool/None keys into strings; refuse them instead."""
+
+    def iterencode(self, o, _one_shot=False):
+        _check_keys(o)
+        return super().iterencode(o, _one_shot)
+
+
+def _check_keys(o: Any) -> None:
+    stack = [o]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for k, v in item.items():
+                if not isinstance(k, str):
+                    raise _NonStringKey(f"JSON object keys must be str, got {type(k).__name__} {k!r}")
+                if isinstance(v, (dict, list, tuple)):
+                    stack.append(v)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(v for v in item if isinstance(v, (dict, list, tuple)))
 
 
 def loads(text: str | bytes) -> Any:

@@ -22,6 +22,7 @@ import json
 import logging
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -115,8 +116,13 @@ def _error_text(response: httpx.Response) -> tuple[str | None, str]:
 class AdaptiveLimit:
     """A concurrency limit that grows while answers are clean and halves on throttling (AIMD)."""
 
-    def __init__(self, start: int = 4, minimum: int = 1, maximum: int = 52, grow_after: int = 20):
+    def __init__(self, start: int = 4, minimum: int = 1, maximum: int = 52, grow_after: int = 20, *, cut_interval: float = 1.0, clock=time.monotonic):
         self.limit = max(minimum, min(start, maximum))
+        # Concurrent requests throttled by the same event answer 429 together: cut once per
+        # event, not once per response, or one burst would collapse the limit to the minimum.
+        self.cut_interval = cut_interval
+        self.clock = clock
+        self._last_cut: float | None = None
         self.minimum = minimum
         self.maximum = maximum
         self.grow_after = grow_after
@@ -155,6 +161,10 @@ class AdaptiveLimit:
     async def throttled(self) -> None:
         self.throttles += 1
         self._clean = 0
+        now = self.clock()
+        if self._last_cut is not None and now - self._last_cut < self.cut_interval:
+            return
+        self._last_cut = now
         await self._set(self.limit // 2)
 
 

@@ -1,0 +1,135 @@
+"""cutover.odata: OData literals and query text built safely, and JSON with exact decimals."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from cutover import odata
+from cutover.dataverse import DataverseClient, deterministic_id
+from cutover.transport import Transport
+from tests.conftest import DV, WRITER, fixed_price_line
+
+
+@pytest.mark.parametrize(
+    ("value", "literal"),
+    [
+        ("plain", "'plain'"),
+        ("O'Brien", "'O''Brien'"),
+        ("''", "''''''"),
+        ("", "''"),
+        (uuid.UUID("5f0c7a2e-1b2c-4d3e-8f90-a1b2c3d4e5f6"), "5f0c7a2e-1b2c-4d3e-8f90-a1b2c3d4e5f6"),
+        ("5f0c7a2e-1b2c-4d3e-8f90-a1b2c3d4e5f6", "'5f0c7a2e-1b2c-4d3e-8f90-a1b2c3d4e5f6'"),
+        (Decimal("1234.50"), "1234.50"),
+        (Decimal("-0.01"), "-0.01"),
+        (Decimal("1E+3"), "1000"),
+        (Decimal("0.1000"), "0.1000"),
+        (192350001, "192350001"),
+        (True, "true"),
+        (False, "false"),
+        (None, "null"),
+        (dt.date(2026, 10, 31), "2026-10-31"),
+        (dt.datetime(2026, 10, 31, 12, 0, 0), "2026-10-31T12:00:00Z"),
+        (dt.datetime(2026, 10, 31, 14, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))), "2026-10-31T12:00:00Z"),
+        (dt.datetime(2026, 10, 31, 12, 0, 0, 500000, tzinfo=dt.timezone.utc), "2026-10-31T12:00:00.500000Z"),
+        (odata.Enum("Microsoft.Dynamics.DataEntities.ProjTransStatus", "Invoiced"), "Microsoft.Dynamics.DataEntities.ProjTransStatus'Invoiced'"),
+    ],
+)
+def test_quote_writes_odata_literals(value, literal):
+    """OData ABNF literals: strings single-quoted with ' doubled; GUIDs bare (only from uuid.UUID);
+    Decimal as exact text; dates YYYY-MM-DD; date-times in UTC with Z; enums Type'Member'."""
+    assert odata.quote(value) == literal
+
+
+@pytest.mark.parametrize("value", [0.1, float("nan"), Decimal("NaN"), Decimal("Infinity"), object(), b"bytes"])
+def test_quote_refuses_what_has_no_exact_literal(value):
+    """Money is never float (DESIGN, Conventions): a float is refused, not rounded into a query."""
+    with pytest.raises((TypeError, ValueError)):
+        odata.quote(value)
+
+
+def test_filter_helpers_compose_and_quote():
+    """eq / comparisons / in / and / or / not build text with every value quoted and every
+    field name checked; None clauses are skipped so optional conditions compose."""
+    assert odata.filter_eq("msdyn_name", "O'Brien") == "msdyn_name eq 'O''Brien'"
+    assert odata.filter_eq("_salesorderid_value", None) == "_salesorderid_value eq null"
+    assert odata.compare("TransDate", "ge", dt.date(2026, 1, 1)) == "TransDate ge 2026-01-01"
+    assert odata.in_("dataAreaId", ["usmf", "demf"]) == "dataAreaId in ('usmf','demf')"
+    assert odata.and_("a eq 1", None, "", "b eq 2") == "(a eq 1) and (b eq 2)"
+    assert odata.and_("a eq 1") == "a eq 1"
+    assert odata.or_("a eq 1", "b eq 2") == "(a eq 1) or (b eq 2)"
+    assert odata.not_("a eq 1") == "not (a eq 1)"
+    assert odata.select(["a", "_b_value", "Nav/c"]) == "a,_b_value,Nav/c"
+    assert odata.select("a") == "a"
+    assert odata.orderby("a", "b desc") == "a,b desc"
+    assert odata.enum_literal("Microsoft.Dynamics.DataEntities.ProjTransStatus", "Invoiced") == "Microsoft.Dynamics.DataEntities.ProjTransStatus'Invoiced'"
+    assert odata.filter_eq("TransStatus", odata.Enum("Ns.ProjTransStatus", "Invoiced")) == "TransStatus eq Ns.ProjTransStatus'Invoiced'"
+
+
+@pytest.mark.parametrize("bad", ["a eq 1", "a,b", "", "1abc", "a/", "a'--", "name desc"])
+def test_field_names_are_checked(bad):
+    """A field name cannot smuggle an expression into a query."""
+    with pytest.raises(ValueError):
+        odata.filter_eq(bad, 1)
+
+
+def test_misuse_is_refused():
+    with pytest.raises(ValueError):
+        odata.in_("a", [])
+    with pytest.raises(ValueError):
+        odata.compare("a", "like", 1)
+    with pytest.raises(ValueError):
+        odata.and_(None, "")
+    with pytest.raises(ValueError):
+        odata.enum_literal("Bad Type", "x")
+    with pytest.raises(ValueError):
+        odata.orderby("a sideways")
+
+
+def test_dumps_writes_decimals_as_exact_json_numbers():
+    """Decimal → exact JSON number, never through float: 1234.50 stays 1234.50, and digits
+    beyond float precision survive."""
+    big = Decimal("12345678901234567890.123456789")
+    text = odata.dumps({"a": Decimal("1234.50"), "b": [Decimal("0.10"), big, 1, True, None], "c": "ü \"q\"", "d": uuid.UUID(int=1), "e": dt.date(2026, 10, 31)})
+    assert text == '{"a":1234.50,"b":[0.10,12345678901234567890.123456789,1,true,null],"c":"ü \\"q\\"","d":"00000000-0000-0000-0000-000000000001","e":"2026-10-31"}'
+    assert json.loads(text)["c"] == 'ü "q"'
+    back = odata.loads(text)
+    assert back["a"] == Decimal("1234.50") and str(back["a"]) == "1234.50"
+    assert back["b"][1] == big and isinstance(back["b"][2], int)
+    assert odata.dumps(Decimal("1E+3")) == "1000"
+    with pytest.raises(ValueError):
+        odata.dumps({"x": Decimal("NaN")})
+    with pytest.raises(TypeError):
+        odata.dumps({1: "non-str key"})
+
+
+def test_loads_reads_every_fraction_as_decimal():
+    assert odata.loads(b'{"v":[0.1,2,3.0e2]}') == {"v": [Decimal("0.1"), 2, Decimal("3.0e2")]}
+
+
+async def test_quoted_values_cannot_change_a_query_on_the_simulator(sim):
+    """Against the simulator's real OData parser: a value crafted to widen the filter matches
+    only itself, and `in (...)` built by in_ is accepted."""
+
+    class Tok:
+        async def token(self, *, force_refresh=False):
+            return await sim.token(*WRITER)
+
+    dv = DataverseClient(Transport(f"{sim.client.base_url}{DV}", Tok(), environment="rehearsal", client=sim.client))
+    line = fixed_price_line(sim.conn)
+    ns = uuid.UUID(int=7)
+    names = ["plain", "x' or msdyn_name ne 'y", "O'Brien"]
+    recs = [{"msdyn_contractlinescheduleofvalueid": deterministic_id(ns, n), "msdyn_name": n, "msdyn_amount": Decimal("1.00"),
+             "msdyn_invoicestatus": 192350001, "msdyn_ContractLineId@odata.bind": f"/salesorderdetails({line['line_id']})"} for n in names]
+    assert (await dv.bulk_upsert("msdyn_contractlinescheduleofvalues", "msdyn_contractlinescheduleofvalue", recs)).ok
+    for n in names:
+        rows = await dv.query_all("msdyn_contractlinescheduleofvalues", select=["msdyn_name"], filter=odata.filter_eq("msdyn_name", n))
+        assert [r["msdyn_name"] for r in rows] == [n]
+    rows = await dv.query_all("msdyn_contractlinescheduleofvalues", select=["msdyn_name"], filter=odata.in_("msdyn_name", ["O'Brien", "plain"]))
+    assert sorted(r["msdyn_name"] for r in rows) == ["O'Brien", "plain"]
+    rows = await dv.query_all("msdyn_contractlinescheduleofvalues", select=["msdyn_name"], filter=odata.in_("msdyn_name", ["plain"]))
+    assert [r["msdyn_name"] for r in rows] == ["plain"]
