@@ -118,3 +118,16 @@ def test_env_list_and_show_never_print_a_secret(workspace: Path):
     assert "SBX_SECRET (set)" in shown.output and "s3cr3t-value" not in shown.output
     listed = cli("env", "list", "--workspace", str(workspace))
     assert "sbx" in listed.output and "sandbox" in listed.output
+
+
+def test_rehearsal_profile_can_point_at_a_running_simulator(world_db: Path, workspace: Path):
+    """`env add NAME --kind rehearsal --dataverse-url URL --fno-url URL` reaches a simulator
+    that is already running; tokens come from its stand-in identity platform."""
+    from cutover.sim.server import running
+
+    with running(world_db) as url:
+        assert cli("env", "add", "live", "--kind", "rehearsal", "--dataverse-url", url, "--fno-url", url, "--workspace", str(workspace)).exit_code == 0
+        result = cli("env", "test", "live", "--workspace", str(workspace))
+    assert result.exit_code == 0, result.output
+    assert f"organization {organization_id(1)}" in result.output
+    assert "3 dual-write project configuration(s) readable" in result.output

@@ -241,3 +241,11 @@ def test_redaction_keeps_ordinary_text():
     assert redact(text) == text
 
 
+
+
+async def test_tls_failure_names_tls_and_what_to_check(socket_sim):
+    """Speaking https to a server that does not: a ConnectionFailed that says TLS, not a traceback."""
+    base = str(socket_sim.client.base_url).replace("http://", "https://") + DV
+    async with Transport(base, StaticToken("t"), environment="sandbox", sleep=no_sleep) as t:
+        with pytest.raises(ConnectionFailed, match="TLS handshake"):
+            await t.request("GET", "WhoAmI")
