@@ -16,17 +16,15 @@ These run in-process (httpx ASGI transport); the msal round trips are in tests/t
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import time
 import uuid
 
 import jwt
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+
+from tests.certificates import self_signed
 
 from cutover.sim import auth as sim_auth
 from cutover.sim import identity_platform as ip
@@ -161,21 +159,9 @@ async def test_client_secret_errors_carry_the_aadsts_codes(sim):
 # --- certificates (client assertions) ------------------------------------------------------------
 
 
-def _self_signed(cn: str = "cutover-test"):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
 @pytest.fixture(scope="module")
 def certificate():
-    return _self_signed()
+    return self_signed()
 
 
 def _b64url(data: bytes) -> str:
@@ -214,7 +200,7 @@ async def test_a_registered_certificate_signs_a_valid_client_assertion(sim, cert
 
 async def test_client_assertion_errors(sim, certificate):
     key, cert = certificate
-    other_key, other_cert = _self_signed("other")
+    other_key, other_cert = self_signed("other")
     # not registered yet
     _assert_error(await _token(sim, _ca(_assertion(key, cert))), 401, "invalid_client", 700027)
     await _register(sim, cert)
