@@ -431,7 +431,7 @@ def test_loose_permissions_are_tightened_on_load(tmp_path):
     assert _mode(path) == 0o600 and _mode(path.parent) == 0o700
     assert any("0644" in n and "0600" in n for n in cache.notes) and any("0755" in n for n in cache.notes)
     again = TokenCacheFile(path)
-    assert again.notes == []
+    assert [n for n in again.notes if "encrypted persistence" not in n] == []  # nothing left to tighten
 
 
 def test_an_unreadable_cache_file_starts_empty(tmp_path):
@@ -440,7 +440,7 @@ def test_an_unreadable_cache_file_starts_empty(tmp_path):
     path.write_text("not json", encoding="utf-8")
     os.chmod(path, 0o600)
     cache = TokenCacheFile(path)
-    assert "not a readable token cache" in cache.notes[0]
+    assert any("not a readable token cache" in n for n in cache.notes)
 
 
 def test_msal_extensions_is_used_for_encryption_when_installed(tmp_path, monkeypatch):
