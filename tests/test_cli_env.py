@@ -131,3 +131,23 @@ def test_rehearsal_profile_can_point_at_a_running_simulator(world_db: Path, work
     assert result.exit_code == 0, result.output
     assert f"organization {organization_id(1)}" in result.output
     assert "3 dual-write project configuration(s) readable" in result.output
+
+
+def test_a_broken_token_cache_folder_is_a_clear_environment_error(tmp_path: Path, workspace: Path):
+    """The workspace's .tokens is not a folder: one line naming it, exit 3, no traceback."""
+    db = tmp_path / "w.sqlite"
+    seed(db, 4)
+    cli("env", "add", "night", "--kind", "rehearsal", "--sim-db", str(db), "--workspace", str(workspace))
+    (workspace / ".tokens").write_text("not a folder")
+    result = cli("login", "night", "--workspace", str(workspace))
+    assert result.exit_code == 3
+    assert ".tokens" in result.output and "Traceback" not in result.output
+
+
+def test_the_module_entry_point_knows_every_command(workspace: Path):
+    """`python -m cutover.cli` (how the embedded simulator is started) has the env commands too."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "cutover.cli", "env", "list", "--workspace", str(workspace)], capture_output=True, text=True)
+    assert out.returncode == 0 and "no profiles" in out.stdout

@@ -504,3 +504,56 @@ def test_batch_answer_decoding_handles_changesets_and_errors():
     assert [(p.status, p.content_id) for p in parts] == [(204, "1"), (400, None)]
     assert parts[0].headers["odata-entityid"].endswith("0001)")
     assert odata.loads(parts[1].body)["error"]["code"] == "0x80040203"
+
+
+async def test_a_failing_progress_callback_stops_the_load_without_hanging(sim):
+    """A progress callback that fails (a closed screen, a dropped SSH session) stops the load
+    promptly with that error and the outcomes so far — it must never leave the load hanging."""
+    records = milestones(sim.conn, 120, prefix="PROG")
+    calls = []
+
+    def on_progress(done: int, total: int) -> None:
+        calls.append(done)
+        raise RuntimeError("screen closed")
+
+    with pytest.raises(RuntimeError, match="screen closed") as info:
+        await asyncio.wait_for(client(sim).bulk_upsert(MILESTONES, MILESTONE, records, chunk=1, on_progress=on_progress), timeout=20)
+    assert len(calls) == 1
+    result = info.value.bulk_result
+    assert result.total == 120 and len(result.succeeded) + len(result.failures) == 120
+
+
+async def test_a_create_only_write_whose_answer_is_lost_is_outcome_unknown_not_a_duplicate_error(socket_sim):
+    """If-None-Match: * is not idempotent: resent after a lost answer it would meet our own
+    record and answer 412. The client says the outcome is unknown instead, and sends it once."""
+    from cutover.transport import OutcomeUnknown
+
+    db = sqlite3.connect(socket_sim.db)
+    line = fixed_price_line(db)
+    await socket_sim.admin("PUT", "faults", json={"script": ["drop-after"], "path_contains": MILESTONES})
+    t = Transport(f"{socket_sim.client.base_url}{DV}", HarnessToken(socket_sim), environment="rehearsal", client=socket_sim.client, sleep=no_sleep)
+    record = milestone(line, "LOST-1")
+    mid = record[KEY]
+    with pytest.raises(OutcomeUnknown):
+        await DataverseClient(t).upsert(MILESTONES, mid, record, create_only=True)
+    patches = [e for e in await socket_sim.log() if e["method"] == "PATCH"]
+    assert len(patches) == 1
+    assert db.execute(f"SELECT count(*) FROM dv_{MILESTONES} WHERE msdyn_contractlinescheduleofvalueid = ?", (mid,)).fetchone()[0] == 1
+
+
+async def test_an_answer_that_is_not_the_web_api_is_a_clear_service_error():
+    """A proxy or captive portal answering 200 with HTML: a DataverseResponseError that names
+    the URL to check, not a JSON traceback. (The simulator cannot impersonate a proxy, so this
+    one uses httpx's MockTransport.)"""
+    import httpx
+
+    from cutover.dataverse import DataverseResponseError
+    from cutover.transport import StaticToken
+
+    proxy = httpx.MockTransport(lambda request: httpx.Response(200, text="<html>Please sign in to the Wi-Fi</html>"))
+    async with httpx.AsyncClient(transport=proxy) as http:
+        dv = DataverseClient(Transport("https://org.example/api/data/v9.2/", StaticToken("t"), environment="sbx", client=http))
+        with pytest.raises(DataverseResponseError, match="not JSON"):
+            await dv.whoami()
+        with pytest.raises(DataverseResponseError):
+            await dv.query_all(MILESTONES)

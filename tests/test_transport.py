@@ -249,3 +249,21 @@ async def test_tls_failure_names_tls_and_what_to_check(socket_sim):
     async with Transport(base, StaticToken("t"), environment="sandbox", sleep=no_sleep) as t:
         with pytest.raises(ConnectionFailed, match="TLS handshake"):
             await t.request("GET", "WhoAmI")
+
+
+async def test_retry_after_zero_backs_off_and_gives_up_within_the_throttle_budget(sim):
+    """A service that keeps answering 429 with Retry-After: 0 must not be hammered in a tight
+    loop (that burns the identity's budget): waits grow, and the total wait bound still ends it."""
+    from cutover.transport import ServiceUnavailable
+
+    await sim.admin("PUT", "faults", json={"throttle_rate": 1.0, "retry_after": 0, "path_contains": "WhoAmI"})
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    t = dv_transport(sim, sleep=record, retry=RetryPolicy(max_throttle_wait=10.0))
+    with pytest.raises(ServiceUnavailable, match="throttled for more than 10 s"):
+        await t.request("GET", "WhoAmI")
+    assert waits[0] >= 0.05 and waits[3] > waits[0]
+    assert len(waits) < 20

@@ -174,9 +174,6 @@ Press Ctrl+C to stop."""
         click.echo("stopped.")
 
 
-if __name__ == "__main__":
-    main()
-
 
 # --- environment profiles ---------------------------------------------------------------------
 
@@ -334,6 +331,9 @@ def run_environment_command(coro) -> object:
         fail(str(exc), EXIT_ENVIRONMENT)
     except KeyboardInterrupt:
         fail("cancelled", EXIT_ENVIRONMENT)
+    except OSError as exc:  # the workspace itself: token cache folder, config file, permissions
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        fail(f"{exc.strerror or exc}{where}: check the workspace folder's ownership and permissions", EXIT_ENVIRONMENT)
 
 
 @env.command("test")
@@ -384,3 +384,7 @@ def login(name: str, workspace: Path | None) -> None:
             click.echo(f"signed in to '{name}'" + (f": {describe()}" if describe else ""))
 
     run_environment_command(sign_in())
+
+
+if __name__ == "__main__":
+    main()

@@ -400,7 +400,27 @@ class _Job:
     use_batch: bool = False
     done: int = 0
     fatal: BaseException | None = None
+    progress_failed: bool = False
     outcomes: dict[int, tuple[str | None, RecordFailure | None]] = field(default_factory=dict)
+
+
+class DataverseResponseError(ServiceError):
+    """A 2xx answer that is not the JSON the Web API gives (a proxy page, a wrong URL)."""
+
+
+def _json(t: Transport, method: str, response: Any, *, require: tuple[str, ...] = ()) -> Any:
+    try:
+        body = odata.loads(response.content)
+    except ValueError as exc:
+        raise DataverseResponseError(
+            t.environment, method, str(response.request.url),
+            f"the answer is not JSON ({exc}); check that the profile's Dataverse URL is the organization URL "
+            "(https://<org>.crm.dynamics.com) and that no proxy answers in its place",
+        ) from None
+    missing = [k for k in require if not isinstance(body, dict) or k not in body]
+    if missing:
+        raise DataverseResponseError(t.environment, method, str(response.request.url), f"the answer lacks {', '.join(missing)}; this does not look like the Dataverse Web API")
+    return body
 
 
 class DataverseClient:
@@ -493,11 +513,14 @@ class DataverseClient:
         while url:
             r = await t.request("GET", url, params=params if first else None, headers=headers)
             first = False
-            page = odata.loads(r.content)
-            yield page.get("value", [])
-            url = page.get("@odata.nextLink")
-            if url:
-                self._check_same_service(t, url)
+            page = _json(t, "GET", r, require=("value",))
+            yield page["value"]
+            link = page.get("@odata.nextLink")
+            if link:
+                self._check_same_service(t, link)
+                if link == url:
+                    raise DataverseResponseError(t.environment, "GET", link, "the service sent the same @odata.nextLink twice; the read stopped to avoid an endless loop")
+            url = link
 
     def _check_same_service(self, t: Transport, link: str) -> None:
         if link.startswith(("http://", "https://")):
@@ -516,19 +539,21 @@ class DataverseClient:
         """One record by key, or None when it does not exist (404 "Does Not Exist")."""
         path = _segment_name(entity_set) + _key_segment(key)
         params = {"$select": odata.select(select)} if select else None
-        r = await self._transport().request("GET", path, params=params, accept=(404,))
+        t = self._transport()
+        r = await t.request("GET", path, params=params, accept=(404,))
         if r.status_code == 404:
             code, text = _error_of(r.content)
             if code not in (None, OBJECT_DOES_NOT_EXIST):  # e.g. an unknown entity set: not "no such record"
                 raise NotFound(self.environment, "GET", self.base_url + path, f"not found (404, {code}): {text}", status=404, code=code)
             return None
-        return odata.loads(r.content)
+        return _json(t, "GET", r)
 
     # --- single writes ---
 
     async def upsert(self, entity_set: str, key: object, record: Mapping[str, Any], *, create_only: bool = False, update_only: bool = False) -> str:
         """``PATCH set(key)``: create or update; create_only → ``If-None-Match: *`` (412 if present),
-        update_only → ``If-Match: *`` (404 if missing). Safe to retry: the transport does on 5xx."""
+        update_only → ``If-Match: *`` (404 if missing). Plain upserts are retried on 5xx and lost
+        answers; a create-only write whose answer is lost raises OutcomeUnknown instead."""
         if create_only and update_only:
             raise ValueError("create_only and update_only exclude each other")
         path = _segment_name(entity_set) + _key_segment(key)
@@ -538,7 +563,9 @@ class DataverseClient:
             headers["If-None-Match"] = "*"
         if update_only:
             headers["If-Match"] = "*"
-        await self._transport().request("PATCH", path, content=odata.dumps(dict(record)), headers=headers, idempotent=True)
+        # A plain upsert may be resent safely; a create-only one may not: resent after a lost
+        # answer it would meet our own record and answer 412. Lost answers -> OutcomeUnknown.
+        await self._transport().request("PATCH", path, content=odata.dumps(dict(record)), headers=headers, idempotent=not create_only)
         return _guid(key) if not isinstance(key, Mapping) else path
 
     # --- actions and functions ---
@@ -558,8 +585,9 @@ class DataverseClient:
 
     async def _post_action(self, path: str, body: Mapping[str, Any] | None) -> dict | None:
         self._refuse_writes("POST", path)
-        r = await self._transport().request("POST", path, content=odata.dumps(dict(body or {})), headers=dict(_JSON), idempotent=False)
-        return odata.loads(r.content) if r.content.strip() else None
+        t = self._transport()
+        r = await t.request("POST", path, content=odata.dumps(dict(body or {})), headers=dict(_JSON), idempotent=False)
+        return _json(t, "POST", r) if r.content.strip() else None
 
     async def function(self, name: str, params: Mapping[str, Any] | None = None) -> Any:
         """Call a function, e.g. ``function("WhoAmI")``; parameters go as aliases ``name(p=@p)?@p=<literal>``."""
@@ -568,13 +596,16 @@ class DataverseClient:
         if params:
             path += "(" + ",".join(f"{odata.field_name(k)}=@{k}" for k in params) + ")"
             query = {f"@{k}": odata.quote(v) for k, v in params.items()}
-        r = await self._transport().request("GET", path, params=query)
-        return odata.loads(r.content)
+        t = self._transport()
+        r = await t.request("GET", path, params=query)
+        return _json(t, "GET", r)
 
     async def whoami(self) -> dict[str, str]:
         """``WhoAmI``: {"OrganizationId", "UserId", "BusinessUnitId"} (GUID strings)."""
-        body = await self.function("WhoAmI")
-        return {k: str(body[k]) for k in ("OrganizationId", "UserId", "BusinessUnitId")}
+        keys = ("OrganizationId", "UserId", "BusinessUnitId")
+        t = self._transport()
+        body = _json(t, "GET", await t.request("GET", "WhoAmI"), require=keys)
+        return {k: str(body[k]) for k in keys}
 
     async def metadata(self, *, refresh: bool = False) -> Metadata:
         """The service's ``$metadata`` (CSDL), parsed; cached per client."""
@@ -723,10 +754,17 @@ class DataverseClient:
         job.done += 1
 
     async def _progress(self, job: _Job) -> None:
-        if job.on_progress is not None:
+        """Report progress. A failing callback (a closed screen, a dropped SSH session) stops the
+        load — nothing more is sent, every outcome so far is kept — but never kills a worker."""
+        if job.on_progress is None or job.progress_failed:
+            return
+        try:
             out = job.on_progress(job.done, job.result.total)
             if inspect.isawaitable(out):
                 await out
+        except Exception as exc:
+            job.progress_failed = True
+            job.fatal = job.fatal or exc
 
     async def _fail(self, job: _Job, items: Iterable[int], status: int | None, code: str | None, message: str) -> None:
         for i in items:

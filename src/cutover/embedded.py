@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,9 @@ def embedded_simulator(db: Path, *, window_scale: float | None = None) -> Iterat
     command = [sys.executable, "-m", "cutover.cli", "sim", "serve", "--db", str(db), "--port", "0"]
     if window_scale:
         command += ["--window-scale", str(window_scale)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # stderr goes to a file: a pipe nobody reads while the simulator runs could fill and freeze it
+    errors = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
     try:
         first: list[str] = []
         reader = threading.Thread(target=lambda: first.append(proc.stdout.readline()), daemon=True)
@@ -41,7 +44,9 @@ def embedded_simulator(db: Path, *, window_scale: float | None = None) -> Iterat
         line = (first[0] if first else "").strip()
         if not line.startswith(READY_PREFIX):
             proc.kill()
-            err = proc.stderr.read().strip().splitlines()[-3:] if proc.stderr else []
+            proc.wait()
+            errors.seek(0)
+            err = errors.read().strip().splitlines()[-3:]
             detail = "; ".join(err) or (line or f"no answer within {START_TIMEOUT:.0f} s")
             raise EmbeddedSimulatorError(f"the simulator for {db} did not start: {detail}")
         yield line[len(READY_PREFIX):]
@@ -53,6 +58,6 @@ def embedded_simulator(db: Path, *, window_scale: float | None = None) -> Iterat
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+        if proc.stdout:
+            proc.stdout.close()
+        errors.close()

@@ -246,5 +246,11 @@ def _check_keys(o: Any) -> None:
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON; numbers with a fraction or exponent become Decimal (exact), integers int."""
+    """Parse JSON; numbers with a fraction or exponent become Decimal (exact), integers int.
+
+    Integers stay ``int``: a money column can hold both ``5000`` (int) and ``1234.56``
+    (Decimal) — F&O writes whole amounts without decimals. Never let a library infer a money
+    column's type from such rows (polars would pick Int64 and truncate); build frames with an
+    explicit ``pl.Decimal`` schema.
+    """
     return json.loads(text, parse_float=Decimal)

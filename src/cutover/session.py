@@ -82,8 +82,10 @@ async def open_session(
         sources = token_sources_for(profile, workspace, environ=environ, on_code=on_code, sim_url=sim_url, cancel=cancel)
         name = profile.name
         transports: list[Transport] = []
+        pool_sources: list = []
         if write_pool and not read_only and len(profile.all_client_ids()) > 1:
-            for source in pool_sources_for(profile, workspace, environ=environ, sim_url=sim_url).values():
+            pool_sources = list(pool_sources_for(profile, workspace, environ=environ, sim_url=sim_url).values())
+            for source in pool_sources:
                 transports.append(Transport(dv_root, source, environment=name))
         else:
             transports.append(Transport(dv_root, sources["dataverse"], environment=name, read_only=read_only))
@@ -93,7 +95,7 @@ async def open_session(
         finally:
             for t in transports + [fno_transport]:
                 await t.aclose()
-            for source in sources.values():
+            for source in [*sources.values(), *pool_sources]:
                 close = getattr(source, "close", None)
                 if close:
                     close()

@@ -255,6 +255,7 @@ class Transport:
             content = json.dumps(json_body, default=_json_default)
             headers = {"Content-Type": "application/json", **(headers or {})}
         failures = 0
+        throttles = 0
         throttle_wait = 0.0
         refreshed = False
         while True:
@@ -293,7 +294,9 @@ class Transport:
             if status == 429:
                 self.stats.throttled += 1
                 await self.limit.throttled()
-                wait = _retry_after(response)
+                throttles += 1
+                # Retry-After: 0 (or missing) must not become a tight loop that burns the budget
+                wait = max(_retry_after(response), min(5.0, 0.05 * 2 ** (throttles - 1)))
                 throttle_wait += wait
                 if throttle_wait > self.retry.max_throttle_wait:
                     raise ServiceUnavailable(self.environment, method, url, f"throttled for more than {self.retry.max_throttle_wait:.0f} s in total; the service-protection limits are exhausted — add application users to the pool or run later", status=429)
