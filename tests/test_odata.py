@@ -133,3 +133,11 @@ async def test_quoted_values_cannot_change_a_query_on_the_simulator(sim):
     assert sorted(r["msdyn_name"] for r in rows) == ["O'Brien", "plain"]
     rows = await dv.query_all("msdyn_contractlinescheduleofvalues", select=["msdyn_name"], filter=odata.in_("msdyn_name", ["plain"]))
     assert [r["msdyn_name"] for r in rows] == ["plain"]
+
+
+def test_dumps_refuses_a_float_anywhere_in_the_payload():
+    """Money is never float (DESIGN, Conventions): a float amount nested in a record is refused
+    with where it is, instead of being sent as its binary approximation."""
+    with pytest.raises(TypeError, match=r"\$\.Targets\[1\]\.msdyn_amount"):
+        odata.dumps({"Targets": [{"msdyn_amount": Decimal("1.10")}, {"msdyn_amount": 1.1}]})
+    assert odata.dumps({"a": [Decimal("1.10"), 2, None, True]}) == '{"a":[1.10,2,null,true]}'

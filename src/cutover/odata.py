@@ -189,10 +189,22 @@ def orderby(*fields: str) -> str:
 # --- JSON with exact decimals -----------------------------------------------------------------
 
 
+def _refuse_floats(obj: Any, path: str = "$") -> None:
+    if isinstance(obj, float):
+        raise TypeError(f"float {obj!r} at {path}: use decimal.Decimal (money is never float) or int")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _refuse_floats(v, f"{path}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _refuse_floats(v, f"{path}[{i}]")
+
+
 def dumps(obj: Any) -> str:
     """Compact JSON text; Decimal → exact JSON number, UUID → string, date → ``YYYY-MM-DD``,
-    datetime → ISO UTC ``…Z``. Floats are written with repr (shortest round-trip form).
-    Object keys must be strings (TypeError otherwise)."""
+    datetime → ISO UTC ``…Z``. A float anywhere raises TypeError, as in :func:`quote`: what
+    this tool sends is money and keys, and money is never float. Object keys must be strings."""
+    _refuse_floats(obj)
     # Fast path: the C encoder, with each Decimal first written as a string carrying a random
     # per-call marker, then unwrapped into a bare number. The marker contains NUL characters
     # (escaped as \u0000 in JSON) and 64 random bits, so no genuine string can look like one.
