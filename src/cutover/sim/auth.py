@@ -13,13 +13,13 @@ import hashlib
 import hmac
 import json
 import math
-import re
 import secrets
 import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
 
+from .errors import OAuthError
 from .store import get_setting, set_setting
 
 DEFAULT_TOKEN_LIFETIME = 3600
@@ -42,20 +42,6 @@ class Identity:
     user_id: str
     display_name: str
     can_write: bool
-
-
-class TokenError(Exception):
-    """An identity-platform error: HTTP status, OAuth error, AADSTS description."""
-
-    def __init__(self, status: int, error: str, description: str):
-        super().__init__(description)
-        self.status = status
-        self.error = error
-        self.description = description
-
-    def body(self) -> dict:
-        code = re.match(r"AADSTS(\d+)", self.description)  # AADSTS codes have 5 to 7 digits
-        return {"error": self.error, "error_description": self.description, "error_codes": [int(code.group(1))] if code else []}
 
 
 def ensure_identities(conn: sqlite3.Connection) -> None:
@@ -86,29 +72,29 @@ def _sign(key: str, payload: bytes) -> str:
 
 
 def issue_token(conn: sqlite3.Connection, form: dict[str, str], now: float | None = None) -> dict:
-    """Client-credentials grant. Returns the token response or raises TokenError."""
+    """Client-credentials grant. Returns the token response or raises OAuthError."""
     now = time.time() if now is None else now
     grant = form.get("grant_type")
     if grant != "client_credentials":
-        raise TokenError(400, "unsupported_grant_type", f"AADSTS70003: The app requested an unsupported grant type '{grant}'.")
+        raise OAuthError(400, "unsupported_grant_type", f"AADSTS70003: The app requested an unsupported grant type '{grant}'.")
     client_id = form.get("client_id", "")
     scope = form.get("scope", "")
     if not client_id or not scope:
         missing = "client_id" if not client_id else "scope"
-        raise TokenError(400, "invalid_request", f"AADSTS900144: The request body must contain the following parameter: '{missing}'.")
+        raise OAuthError(400, "invalid_request", f"AADSTS900144: The request body must contain the following parameter: '{missing}'.")
     row = conn.execute(
         "SELECT client_secret, secret_expired FROM sim_identities WHERE client_id = ?", (client_id,)
     ).fetchone()
     if row is None:
-        raise TokenError(
+        raise OAuthError(
             400, "unauthorized_client",
             f"AADSTS700016: Application with identifier '{client_id}' was not found in the directory. "
             "This can happen if the application has not been installed by the administrator of the tenant.",
         )
     if row[1]:
-        raise TokenError(401, "invalid_client", f"AADSTS7000222: The provided client secret keys for app '{client_id}' are expired.")
+        raise OAuthError(401, "invalid_client", f"AADSTS7000222: The provided client secret keys for app '{client_id}' are expired.")
     if not hmac.compare_digest(row[0], form.get("client_secret", "")):
-        raise TokenError(401, "invalid_client", f"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'.")
+        raise OAuthError(401, "invalid_client", f"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'.")
     return mint_access_token(conn, client_id, scope, now)
 
 

@@ -15,7 +15,16 @@ from urllib.parse import unquote, urlsplit
 
 from . import dualwrite, errors, invoices
 from .auth import Identity
-from .batch import BatchFormatError, BatchRequest, BatchResponse, ChangeSet, count_requests, parse_batch, render_batch
+from .batch import (
+    MAX_BATCH_REQUESTS,
+    BatchFormatError,
+    BatchRequest,
+    BatchResponse,
+    ChangeSet,
+    count_requests,
+    parse_batch,
+    render_batch,
+)
 from .errors import SimError
 from .messages import ODATA_HEADERS, SimRequest, SimResponse, json_response
 from .metadata import dataverse_metadata
@@ -34,7 +43,6 @@ from .schema import (
 )
 from .store import get_setting, money_to_db
 
-MAX_BATCH_REQUESTS = 1000
 MAX_BULK_TARGETS = 1000
 # Dataverse Money columns: MinValue / MaxValue default to -922,337,203,685,477 / 922,337,203,685,477.
 MONEY_LIMIT = Decimal("922337203685477")
@@ -397,13 +405,13 @@ class DataverseService:
             return self._bulk(req, entity, name)
         if key_text is not None and entity.name == "salesorders" and name == s["create_action"]:
             key = _parse_key(entity, key_text)
-            invoice_id = invoices.create_invoice(self, key)
+            invoice_id = invoices.create_invoice(self.conn, key)
             body = read_one(self.conn, DATAVERSE["invoices"], (invoice_id,))
             ctx = json.dumps(f"{req.service_root}$metadata#invoices/$entity")
             return json_response(200, '{"@odata.context":' + ctx + "," + body[1:], records=1, writes=True)
         if key_text is not None and entity.name == "invoices" and name == s["confirm_action"]:
             key = _parse_key(entity, key_text)
-            invoices.confirm_invoice(self, key)
+            invoices.confirm_invoice(self.conn, key)
             return SimResponse(204, b"", {"OData-Version": "4.0"}, records=1, writes=True)
         raise errors.unknown_segment(segment)
 

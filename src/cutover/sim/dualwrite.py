@@ -26,15 +26,20 @@ from datetime import datetime, timezone
 from . import errors
 from .errors import SimError
 from .schema import PROJ_TRANS_STATUS
-from .seed import (
-    COMPANIES,
+from .reference import (
+    ACCOUNT_ACCRUED_REVENUE,
+    ACCOUNT_AR,
+    ACCOUNT_BILLED_REVENUE,
+    ACCOUNT_REVENUE,
     COUNTER_CUST_RECID,
     COUNTER_GL_ENTRY,
     COUNTER_GL_LINE,
     CUST_RECID_BASE,
+    DEFAULT_COMPANY,
     EXCHANGE_RATES,
     GL_ENTRY_BASE,
     GL_LINE_BASE,
+    accounting_currency,
     convert,
 )
 from .store import get_setting, next_counter
@@ -50,11 +55,6 @@ INVOICES_MAP = "invoices"
 
 REGISTERED = PROJ_TRANS_STATUS.members["Registered"]
 INVOICED = PROJ_TRANS_STATUS.members["Invoiced"]
-
-AR_ACCOUNT = "130100"
-REVENUE_ACCOUNT = "401100"
-ACCRUED_REVENUE_ACCOUNT = "140200"
-BILLED_REVENUE_ACCOUNT = "401200"
 
 
 def _m(fno: str, dv: str, direction: str = "dataverse_to_fno", transform: dict | None = None) -> dict:
@@ -399,18 +399,13 @@ def _invoice_facts(conn: sqlite3.Connection, invoice_id: str):
         return None
     number, total, date, customer, company, currency = row
     date = date or get_setting(conn, "world_date") or datetime.now(timezone.utc).date().isoformat()
-    return number, total or 0, date, customer, (company or "USMF"), currency
-
-
-def _accounting_currency(company: str) -> str:
-    """The legal entity's accounting currency (the seeded companies' fixed facts)."""
-    return next((cur for code, _name, cur, _tax, _lang in COMPANIES if code == company.upper()), "USD")
+    return number, total or 0, date, customer, (company or DEFAULT_COMPANY), currency
 
 
 def _to_accounting(amount: int, currency: str | None, company: str) -> int:
     """A stored amount (1/10,000 units) in the transaction currency -> the accounting currency,
     at the world's fixed rates, rounded to cents as the seeded AR and GL are."""
-    target = _accounting_currency(company)
+    target = accounting_currency(company)
     if not currency or currency == target or currency not in EXCHANGE_RATES or target not in EXCHANGE_RATES:
         return amount
     if amount % 100 == 0:
@@ -447,7 +442,7 @@ def _post_customer_invoice(conn: sqlite3.Connection, invoice_id: str) -> None:
         (company.lower(), next_counter(conn, COUNTER_CUST_RECID, start=CUST_RECID_BASE + 1), customer, voucher, f"{date}T12:00:00Z",
          total, _to_accounting(total, currency, company), currency, number, 8),
     )
-    _gl_entry(conn, company, date, voucher, [(AR_ACCOUNT, total, f"Invoice {number}"), (REVENUE_ACCOUNT, -total, f"Invoice {number}")], currency)
+    _gl_entry(conn, company, date, voucher, [(ACCOUNT_AR, total, f"Invoice {number}"), (ACCOUNT_REVENUE, -total, f"Invoice {number}")], currency)
     milestone_ids = [r[0] for r in conn.execute("SELECT milestoneid FROM sim_invoice_milestones WHERE invoiceid = ?", (invoice_id,))]
     for mid in milestone_ids:
         conn.execute('UPDATE "fno_ProjectContractLineMilestones" SET "TransStatus" = ? WHERE "ContractLineMilestoneGuid" = ?', (INVOICED, mid))
@@ -459,7 +454,7 @@ def _post_billed_actuals(conn: sqlite3.Connection, invoice_id: str) -> None:
         return
     number, total, date, _customer, company, currency = facts
     voucher = f"PSA-{next_counter(conn, 'fno_actuals_voucher'):08d}"
-    _gl_entry(conn, company, date, voucher, [(ACCRUED_REVENUE_ACCOUNT, total, f"Billed sales {number}"), (BILLED_REVENUE_ACCOUNT, -total, f"Billed sales {number}")], currency)
+    _gl_entry(conn, company, date, voucher, [(ACCOUNT_ACCRUED_REVENUE, total, f"Billed sales {number}"), (ACCOUNT_BILLED_REVENUE, -total, f"Billed sales {number}")], currency)
 
 
 def queued(conn: sqlite3.Connection, name: str) -> int:

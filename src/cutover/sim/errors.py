@@ -1,13 +1,29 @@
-"""Errors the simulated services answer with, in each service's own JSON shape.
+"""Every exception the simulator raises on purpose, one class per idea, and the error codes.
 
-Dataverse: ``{"error": {"code": "0x80040217", "message": "..."}}``.
-F&O OData: ``{"error": {"code": "", "message": "...", "innererror": {...}}}``.
+* :class:`SimError` — a Dataverse, F&O or admin request is refused: an HTTP status, a
+  Dataverse ``0x…`` code and a message, answered in the service's own JSON shape (Dataverse:
+  ``{"error": {"code": "0x80040217", "message": "..."}}``; F&O OData: ``{"error": {"code": "",
+  "message": "...", "innererror": {...}}}``; the ``/_sim/…`` admin surface uses the Dataverse
+  shape). Service protection refusals (429 + ``Retry-After``) are SimErrors too.
+* :class:`OAuthError` — the identity platform refuses a sign-in: HTTP status, OAuth ``error``
+  (RFC 6749 §5.2) and an ``AADSTS…`` description, answered in the identity platform's shape.
+* :class:`SimulatedDrop` — a connection the simulator cuts on purpose (fault injection).
+
+Two parsers keep an error class of their own because they are pure codecs with no HTTP
+status: :class:`cutover.sim.batch.BatchFormatError` (a malformed ``$batch`` body, answered as
+400 :data:`BAD_PAYLOAD`) and :class:`cutover.sim.odata_filter.FilterError` (a ``$filter`` the
+simulator cannot read, answered as 400 :data:`ODATA_URI_ERROR`). Both are ``ValueError``
+subclasses that the service turns into a :class:`SimError`.
+
 The 0x codes are Dataverse's documented ones where Microsoft documents one.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
+import uuid
 
 # Dataverse error codes (Web API "Dataverse error codes" reference).
 OBJECT_DOES_NOT_EXIST = "0x80040217"
@@ -43,6 +59,10 @@ class SimError(Exception):
             {"error": {"code": "", "message": self.message, "innererror": {"message": self.message, "type": "", "stacktrace": ""}}}
         ).encode()
 
+    def body_for(self, service: str) -> bytes:
+        """The answer body in ``service``'s shape ("dataverse" or "fno")."""
+        return self.dataverse_body() if service == "dataverse" else self.fno_body()
+
 
 def not_found_record(type_name: str, key: str) -> SimError:
     return SimError(404, OBJECT_DOES_NOT_EXIST, f"{type_name} With Id = {key} Does Not Exist")
@@ -56,7 +76,56 @@ def bad_payload(message: str) -> SimError:
     return SimError(400, BAD_PAYLOAD, message)
 
 
+def throttled(code: str, message: str, retry_after: int) -> SimError:
+    """A service-protection refusal: 429 with ``Retry-After`` in seconds."""
+    return SimError(429, code, message, {"Retry-After": str(retry_after)})
+
+
 def unknown_property(prop: str, qualified_type: str) -> SimError:
     return SimError(
         400, ODATA_URI_ERROR, f"Could not find a property named '{prop}' on type '{qualified_type}'."
     )
+
+
+AUTHORITY_HOST = "https://login.microsoftonline.com"
+
+
+class OAuthError(Exception):
+    """An OAuth error answer of the identity platform (RFC 6749 §5.2 + AADSTS code)."""
+
+    def __init__(self, status: int, error: str, description: str):
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+
+    @property
+    def aadsts(self) -> int | None:
+        """The AADSTS number in the description (5 to 7 digits), or None."""
+        m = re.match(r"AADSTS(\d+)", self.description)
+        return int(m.group(1)) if m else None
+
+    def body(self) -> dict:
+        """The short answer of the simulator's own ``/_sim/token`` endpoint."""
+        code = self.aadsts
+        return {"error": self.error, "error_description": self.description, "error_codes": [code] if code is not None else []}
+
+    def platform_body(self) -> dict:
+        """The answer of ``login.microsoftonline.com``: the description carries trace and
+        correlation ids and a timestamp, as the real service's does."""
+        code = self.aadsts
+        now = time.gmtime()
+        return {
+            "error": self.error,
+            "error_description": f"{self.description}\r\nTrace ID: {uuid.uuid4()}\r\nCorrelation ID: {uuid.uuid4()}\r\n"
+            f"Timestamp: {time.strftime('%Y-%m-%d %H:%M:%SZ', now)}",
+            "error_codes": [code] if code is not None else [],
+            "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", now),
+            "trace_id": str(uuid.uuid4()),
+            "correlation_id": str(uuid.uuid4()),
+            "error_uri": f"{AUTHORITY_HOST}/error?code={code}" if code is not None else f"{AUTHORITY_HOST}/error",
+        }
+
+
+class SimulatedDrop(ConnectionResetError):
+    """Raised to cut a connection mid-response (fault injection)."""

@@ -15,10 +15,11 @@ from .errors import SimError
 from .messages import SimRequest, SimResponse, json_response
 from .metadata import fno_metadata
 from .query import parse_options, read_page
+from .reference import DEFAULT_COMPANY as _DEFAULT_LEGAL_ENTITY
 from .schema import FNO
 from .store import get_setting
 
-DEFAULT_COMPANY = "usmf"
+DEFAULT_COMPANY = _DEFAULT_LEGAL_ENTITY.lower()  # a dataAreaId: "usmf"
 
 
 class FnoService:

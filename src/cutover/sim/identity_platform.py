@@ -9,6 +9,12 @@ would, and the rewriting client brings the requests back here.
 
 What is served (documented behaviour of the Microsoft identity platform, v2.0 endpoints):
 
+``POST /_sim/token``
+    The simulator's own one-step client-credentials endpoint (form ``grant_type``,
+    ``client_id``, ``client_secret``, ``scope``; no tenant), answered with the short OAuth error
+    body (``error``, ``error_description``, ``error_codes``). It predates the ``/_sim/login``
+    stand-in and checks secrets with the same code (:func:`cutover.sim.auth.issue_token`).
+
 ``GET  /_sim/login/{tenant}/v2.0/.well-known/openid-configuration``
     OpenID Connect discovery ("OpenID Connect on the Microsoft identity platform": *Fetch the
     OpenID configuration document*). ``issuer``, ``authorization_endpoint``, ``token_endpoint``,
@@ -46,7 +52,8 @@ What is served (documented behaviour of the Microsoft identity platform, v2.0 en
 ``GET  /_sim/login/{tenant}/oauth2/v2.0/authorize``
     Interactive (browser) sign-in is not simulated: 400 telling the caller to use device code.
 
-Admin surface (no authentication, like the rest of ``/_sim/``):
+Admin surface (no authentication, like the rest of ``/_sim/``; bodies, answers and refusals
+as every admin endpoint's, see :mod:`cutover.sim.adminkit`):
 
 ``POST /_sim/login/approve`` ``{"user_code", "user": "operator@contoso.com", "deny": false,
 "can_write": true}``
@@ -83,7 +90,6 @@ import secrets
 import sqlite3
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -92,11 +98,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-from . import auth
+from . import auth, errors
+from .adminkit import admin, conn_of, json_body, log_answer, reject_unknown
+from .errors import AUTHORITY_HOST, OAuthError, SimError
+from .simulator import RequestLog
 from .store import get_setting, set_setting
 
-AUTHORITY_HOST = "https://login.microsoftonline.com"
 TENANT_NAMESPACE = uuid.UUID("0b5c3f0e-6f0d-4d1c-8a53-3a4f3e0c7d21")
 DEFAULT_TENANT_DOMAIN = "contoso.onmicrosoft.com"
 DEFAULT_TENANT_ID = str(uuid.uuid5(TENANT_NAMESPACE, DEFAULT_TENANT_DOMAIN))
@@ -118,31 +127,6 @@ DEFAULT_SETTINGS = {
     "refresh_token_lifetime": 90 * 86400,  # the documented 90-day inactivity lifetime
 }
 REQUEST_LOG_LIMIT = 10_000
-
-
-class PlatformError(Exception):
-    """An OAuth error answer in the identity platform's shape (RFC 6749 §5.2 + AADSTS code)."""
-
-    def __init__(self, status: int, error: str, description: str):
-        super().__init__(description)
-        self.status = status
-        self.error = error
-        self.description = description
-
-    def response(self) -> JSONResponse:
-        m = re.match(r"AADSTS(\d+)", self.description)
-        now = time.gmtime()
-        body = {
-            "error": self.error,
-            "error_description": f"{self.description}\r\nTrace ID: {uuid.uuid4()}\r\nCorrelation ID: {uuid.uuid4()}\r\n"
-            f"Timestamp: {time.strftime('%Y-%m-%d %H:%M:%SZ', now)}",
-            "error_codes": [int(m.group(1))] if m else [],
-            "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", now),
-            "trace_id": str(uuid.uuid4()),
-            "correlation_id": str(uuid.uuid4()),
-            "error_uri": f"{AUTHORITY_HOST}/error?code={m.group(1)}" if m else f"{AUTHORITY_HOST}/error",
-        }
-        return JSONResponse(body, status_code=self.status)
 
 
 # --- state ---------------------------------------------------------------------------------
@@ -167,8 +151,7 @@ class PlatformState:
     real ones; a simulator restart forgets them) and the identity request log."""
 
     device_codes: dict[str, DeviceCode] = field(default_factory=dict)
-    log: deque = field(default_factory=lambda: deque(maxlen=REQUEST_LOG_LIMIT))
-    seq: int = 0
+    log: RequestLog = field(default_factory=lambda: RequestLog(REQUEST_LOG_LIMIT))
 
     def by_user_code(self, user_code: str) -> DeviceCode | None:
         wanted = _norm_user_code(user_code)
@@ -178,8 +161,7 @@ class PlatformState:
         return None
 
     def record(self, **entry) -> None:
-        self.seq += 1
-        self.log.append({"seq": self.seq, "at": time.time(), **entry})
+        self.log.record(**entry)
 
 
 def _norm_user_code(code: str) -> str:
@@ -192,10 +174,6 @@ def _state(request: Request) -> PlatformState:
         st = PlatformState()
         request.app.state.identity_platform = st
     return st
-
-
-def _conn(request: Request) -> sqlite3.Connection:
-    return request.app.state.sim.conn
 
 
 # --- settings and tenants ------------------------------------------------------------------
@@ -221,8 +199,8 @@ def resolve_tenant(conn: sqlite3.Connection, name: str) -> dict | None:
     return None
 
 
-def _tenant_not_found(name: str) -> PlatformError:
-    return PlatformError(
+def _tenant_not_found(name: str) -> OAuthError:
+    return OAuthError(
         400,
         "invalid_tenant",
         f"AADSTS90002: Tenant '{name}' not found. Check to make sure you have the correct tenant ID and are signing "
@@ -252,7 +230,7 @@ def _endpoints(segment: str) -> dict[str, str]:
 
 
 def openid_configuration_for(conn: sqlite3.Connection, name: str) -> dict:
-    """The discovery document for tenant ``name`` (raises PlatformError for an unknown one)."""
+    """The discovery document for tenant ``name`` (raises OAuthError for an unknown one)."""
     tenant = _tenant_or_raise(conn, name)
     segment = name.lower() if name.lower() in ALIASES else tenant["id"]
     issuer_tenant = "{tenantid}" if name.lower() in ALIASES else tenant["id"]
@@ -331,18 +309,18 @@ def _check_client_assertion(conn: sqlite3.Connection, form: dict, tenant: dict, 
     ``aud`` the token endpoint, ``iss`` and ``sub`` the client id, within its validity."""
     client_id = form["client_id"]
     if form.get("client_assertion_type") != JWT_BEARER:
-        raise PlatformError(400, "invalid_request", f"AADSTS50027: client_assertion_type must be '{JWT_BEARER}'.")
+        raise OAuthError(400, "invalid_request", f"AADSTS50027: client_assertion_type must be '{JWT_BEARER}'.")
     assertion = form.get("client_assertion", "")
     try:
         header = jwt.get_unverified_header(assertion)
     except jwt.PyJWTError:
-        raise PlatformError(401, "invalid_client", "AADSTS50027: JWT token is invalid or malformed.") from None
+        raise OAuthError(401, "invalid_client", "AADSTS50027: JWT token is invalid or malformed.") from None
     found = _thumbprint_from_header(header)
     registry = (get_setting(conn, CERTIFICATES_KEY, {}) or {}).get(client_id, [])
     match = next((e for e in registry if found and e[found[0]] == found[1]), None)
     if match is None:
         shown = found[1].upper() if found else "none"
-        raise PlatformError(
+        raise OAuthError(
             401,
             "invalid_client",
             "AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on "
@@ -361,19 +339,19 @@ def _check_client_assertion(conn: sqlite3.Connection, form: dict, tenant: dict, 
             leeway=300,
         )
     except jwt.InvalidSignatureError:
-        raise PlatformError(401, "invalid_client", "AADSTS700027: Client assertion contains an invalid signature.") from None
+        raise OAuthError(401, "invalid_client", "AADSTS700027: Client assertion contains an invalid signature.") from None
     except jwt.ExpiredSignatureError:
-        raise PlatformError(401, "invalid_client", "AADSTS700024: Client assertion is not within its valid time range.") from None
+        raise OAuthError(401, "invalid_client", "AADSTS700024: Client assertion is not within its valid time range.") from None
     except jwt.InvalidAudienceError:
-        raise PlatformError(
+        raise OAuthError(
             401, "invalid_client", f"AADSTS700212: The audience of the client assertion must be the token endpoint, {audiences[-1]}."
         ) from None
     except jwt.InvalidIssuerError:
-        raise PlatformError(401, "invalid_client", "AADSTS700021: Client assertion application identifier doesn't match 'client_id' parameter.") from None
+        raise OAuthError(401, "invalid_client", "AADSTS700021: Client assertion application identifier doesn't match 'client_id' parameter.") from None
     except jwt.PyJWTError as exc:
-        raise PlatformError(401, "invalid_client", f"AADSTS50027: JWT token is invalid or malformed ({type(exc).__name__}).") from None
+        raise OAuthError(401, "invalid_client", f"AADSTS50027: JWT token is invalid or malformed ({type(exc).__name__}).") from None
     if claims.get("sub") != client_id:
-        raise PlatformError(401, "invalid_client", "AADSTS700021: Client assertion application identifier doesn't match 'client_id' parameter.")
+        raise OAuthError(401, "invalid_client", "AADSTS700021: Client assertion application identifier doesn't match 'client_id' parameter.")
 
 
 # --- user tokens ---------------------------------------------------------------------------
@@ -395,7 +373,7 @@ def _refresh_token(conn: sqlite3.Connection, user: str, client_id: str, tenant_i
 
 
 def _read_refresh_token(conn: sqlite3.Connection, token: str, client_id: str, now: float) -> dict:
-    bad = PlatformError(400, "invalid_grant", "AADSTS70000: Provided grant is invalid or malformed.")
+    bad = OAuthError(400, "invalid_grant", "AADSTS70000: Provided grant is invalid or malformed.")
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != "simrt":
         raise bad
@@ -406,16 +384,16 @@ def _read_refresh_token(conn: sqlite3.Connection, token: str, client_id: str, no
     except ValueError:
         raise bad from None
     if claims.get("cid") != client_id:
-        raise PlatformError(400, "invalid_grant", "AADSTS70000: Provided grant is invalid or malformed: the refresh token was issued to a different client.")
+        raise OAuthError(400, "invalid_grant", "AADSTS70000: Provided grant is invalid or malformed: the refresh token was issued to a different client.")
     if claims.get("exp", 0) <= now:
-        raise PlatformError(
+        raise OAuthError(
             400, "invalid_grant",
             "AADSTS700082: The refresh token has expired due to inactivity. The token was issued on "
             f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(claims.get('iat', 0)))} and was inactive for too long.",
         )
     revoked = (get_setting(conn, REVOKED_KEY, {}) or {}).get(claims.get("sub", ""))
     if revoked is not None and claims.get("iat", 0) <= revoked:
-        raise PlatformError(400, "invalid_grant", "AADSTS50173: The provided grant has expired due to it being revoked, a fresh auth token is needed.")
+        raise OAuthError(400, "invalid_grant", "AADSTS50173: The provided grant has expired due to it being revoked, a fresh auth token is needed.")
     return claims
 
 
@@ -441,7 +419,7 @@ def _id_token(conn: sqlite3.Connection, user: str, client_id: str, tenant_id: st
 def _user_token_response(conn: sqlite3.Connection, user: str, client_id: str, tenant_id: str, scopes: list[str], form: dict, now: float) -> dict:
     resources = [s for s in scopes if s.lower() not in RESERVED_SCOPES]
     if not resources:
-        raise PlatformError(400, "invalid_scope", "AADSTS70011: The provided request must include a 'scope' input parameter naming a resource.")
+        raise OAuthError(400, "invalid_scope", "AADSTS70011: The provided request must include a 'scope' input parameter naming a resource.")
     body = auth.mint_access_token(conn, user, resources[0], now)
     body["scope"] = " ".join(resources + [s for s in scopes if s.lower() in RESERVED_SCOPES])
     if "offline_access" in (s.lower() for s in scopes):
@@ -459,14 +437,14 @@ def _user_token_response(conn: sqlite3.Connection, user: str, client_id: str, te
 async def _form(request: Request) -> dict[str, str]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
-        raise PlatformError(400, "invalid_request", "AADSTS900144: The request body must be application/x-www-form-urlencoded.")
+        raise OAuthError(400, "invalid_request", "AADSTS900144: The request body must be application/x-www-form-urlencoded.")
     form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
     basic = request.headers.get("authorization", "")
     if basic.lower().startswith("basic "):  # client_secret_basic (RFC 6749 §2.3.1)
         try:
             cid, _, secret = base64.b64decode(basic[6:].strip()).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            raise PlatformError(401, "invalid_client", "AADSTS7000216: The Authorization header is not valid HTTP Basic authentication.") from None
+            raise OAuthError(401, "invalid_client", "AADSTS7000216: The Authorization header is not valid HTTP Basic authentication.") from None
         form.setdefault("client_id", unquote_plus(cid))
         form.setdefault("client_secret", unquote_plus(secret))
     return form
@@ -475,12 +453,12 @@ async def _form(request: Request) -> dict[str, str]:
 def _require(form: dict, *names: str) -> None:
     for name in names:
         if not form.get(name):
-            raise PlatformError(400, "invalid_request", f"AADSTS900144: The request body must contain the following parameter: '{name}'.")
+            raise OAuthError(400, "invalid_request", f"AADSTS900144: The request body must contain the following parameter: '{name}'.")
 
 
 def _require_app(conn: sqlite3.Connection, client_id: str, tenant: dict) -> None:
     if auth.get_identity(conn, client_id) is None:
-        raise PlatformError(
+        raise OAuthError(
             400,
             "unauthorized_client",
             f"AADSTS700016: Application with identifier '{client_id}' was not found in the directory '{tenant.get('domain') or tenant['id']}'. "
@@ -506,25 +484,20 @@ def _record(request: Request, endpoint: str, status: int, form: dict | None = No
 def _answer(request: Request, endpoint: str, form: dict | None, fn) -> JSONResponse:
     try:
         body = fn()
-    except PlatformError as exc:
-        m = re.match(r"AADSTS(\d+)", exc.description)
-        _record(request, endpoint, exc.status, form, exc.error, int(m.group(1)) if m else None)
-        return exc.response()
-    except auth.TokenError as exc:
-        m = re.match(r"AADSTS(\d+)", exc.description)
-        _record(request, endpoint, exc.status, form, exc.error, int(m.group(1)) if m else None)
-        return PlatformError(exc.status, exc.error, exc.description).response()
+    except OAuthError as exc:
+        _record(request, endpoint, exc.status, form, exc.error, exc.aadsts)
+        return JSONResponse(exc.platform_body(), status_code=exc.status)
     _record(request, endpoint, 200, form)
     return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
 async def openid_configuration(request: Request) -> JSONResponse:
-    conn = _conn(request)
+    conn = conn_of(request)
     return _answer(request, "openid-configuration", None, lambda: openid_configuration_for(conn, request.path_params["tenant"]))
 
 
 async def instance_discovery(request: Request) -> JSONResponse:
-    conn = _conn(request)
+    conn = conn_of(request)
 
     def body() -> dict:
         endpoint = request.query_params.get("authorization_endpoint", f"{AUTHORITY_HOST}/common/oauth2/v2.0/authorize")
@@ -552,7 +525,7 @@ def _raise(exc: Exception):
 
 
 async def authorize(request: Request) -> JSONResponse:
-    refusal = PlatformError(
+    refusal = OAuthError(
         400, "unsupported_response_type",
         "AADSTS700054: Interactive (browser) sign-in is not available in the rehearsal simulator; use the device code flow.",
     )
@@ -560,10 +533,10 @@ async def authorize(request: Request) -> JSONResponse:
 
 
 async def devicecode(request: Request) -> JSONResponse:
-    conn = _conn(request)
+    conn = conn_of(request)
     try:
         form = await _form(request)
-    except PlatformError as exc:
+    except OAuthError as exc:
         return _answer(request, "devicecode", None, lambda err=exc: _raise(err))
 
     def body() -> dict:
@@ -601,10 +574,10 @@ async def devicecode(request: Request) -> JSONResponse:
 
 
 async def token(request: Request) -> JSONResponse:
-    conn = _conn(request)
+    conn = conn_of(request)
     try:
         form = await _form(request)
-    except PlatformError as exc:
+    except OAuthError as exc:
         return _answer(request, "token", None, lambda err=exc: _raise(err))
     segment = request.path_params["tenant"]
 
@@ -616,7 +589,7 @@ async def token(request: Request) -> JSONResponse:
             _require(form, "client_id", "scope")
             scopes = form["scope"].split()
             if len(scopes) != 1 or not scopes[0].endswith("/.default"):
-                raise PlatformError(
+                raise OAuthError(
                     400, "invalid_scope",
                     f"AADSTS1002012: The provided value for scope {form['scope']} is not valid. Client credential flows must "
                     "have a scope value with /.default suffixed to the resource identifier (application ID URI).",
@@ -627,7 +600,7 @@ async def token(request: Request) -> JSONResponse:
                 return auth.mint_access_token(conn, form["client_id"], scopes[0], now)
             if not form.get("client_secret"):
                 _require_app(conn, form["client_id"], tenant)
-                raise PlatformError(
+                raise OAuthError(
                     401, "invalid_client",
                     "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
                 )
@@ -637,140 +610,150 @@ async def token(request: Request) -> JSONResponse:
             st = _state(request)
             dc = st.device_codes.get(form["device_code"])
             if dc is None or dc.client_id != form["client_id"]:
-                raise PlatformError(400, "bad_verification_code", "AADSTS70000: The provided value for the 'device_code' parameter is not valid.")
+                raise OAuthError(400, "bad_verification_code", "AADSTS70000: The provided value for the 'device_code' parameter is not valid.")
             if dc.expires_at <= now:
-                raise PlatformError(400, "expired_token", "AADSTS70020: The provided value for the input parameter 'device_code' is not valid. This device code has expired.")
+                raise OAuthError(400, "expired_token", "AADSTS70020: The provided value for the input parameter 'device_code' is not valid. This device code has expired.")
             if dc.state == "declined":
                 del st.device_codes[dc.device_code]
-                raise PlatformError(400, "authorization_declined", "AADSTS70000: The user declined the sign-in request (authorization_declined).")
+                raise OAuthError(400, "authorization_declined", "AADSTS70000: The user declined the sign-in request (authorization_declined).")
             if dc.state != "approved":
-                raise PlatformError(400, "authorization_pending", "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending. Continue polling.")
+                raise OAuthError(400, "authorization_pending", "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending. Continue polling.")
             del st.device_codes[dc.device_code]  # a device code is redeemed once
             return _user_token_response(conn, dc.user, dc.client_id, dc.tenant_id, dc.scopes, form, now)
         if grant == "refresh_token":
             _require(form, "client_id", "refresh_token")
             claims = _read_refresh_token(conn, form["refresh_token"], form["client_id"], now)
             if claims.get("tid") != tenant["id"]:
-                raise PlatformError(400, "invalid_grant", "AADSTS70000: Provided grant is invalid or malformed: the refresh token belongs to another tenant.")
+                raise OAuthError(400, "invalid_grant", "AADSTS70000: Provided grant is invalid or malformed: the refresh token belongs to another tenant.")
             if auth.get_identity(conn, claims["sub"]) is None:
-                raise PlatformError(400, "invalid_grant", f"AADSTS50034: The user account {claims['sub']} does not exist in the directory.")
+                raise OAuthError(400, "invalid_grant", f"AADSTS50034: The user account {claims['sub']} does not exist in the directory.")
             scopes = (form.get("scope") or "").split()
             return _user_token_response(conn, claims["sub"], form["client_id"], tenant["id"], scopes, form, now)
-        raise PlatformError(400, "unsupported_grant_type", f"AADSTS70003: The app requested an unsupported grant type '{grant}'.")
+        raise OAuthError(400, "unsupported_grant_type", f"AADSTS70003: The app requested an unsupported grant type '{grant}'.")
 
     return _answer(request, "token", form, body)
+
+
+# --- the simulator's own token endpoint ------------------------------------------------------
+
+
+async def token_endpoint(request: Request) -> JSONResponse:
+    """``POST /_sim/token``: the client-credentials grant in one step (no tenant in the URL),
+    answered with the short OAuth error body."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        refusal = OAuthError(400, "invalid_request", "AADSTS900144: The request body must be application/x-www-form-urlencoded.")
+        return JSONResponse(refusal.body(), status_code=refusal.status)
+    form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
+    try:
+        return JSONResponse(auth.issue_token(conn_of(request), form))
+    except OAuthError as exc:
+        return JSONResponse(exc.body(), status_code=exc.status)
 
 
 # --- admin -------------------------------------------------------------------------------
 
 
-def _admin_error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": "0x80040203", "message": message}}, status_code=status)
+def _refuse(status: int, message: str) -> SimError:
+    return SimError(status, errors.INVALID_ARGUMENT, message)
 
 
-async def _json(request: Request) -> dict:
-    raw = await request.body()
-    if not raw:
-        return {}
-    data = json.loads(raw)
-    if not isinstance(data, dict):
-        raise ValueError("Request body must be a JSON object.")
-    return data
-
-
-async def approve(request: Request) -> JSONResponse:
+@admin
+async def approve(request: Request) -> dict:
     """The operator signs in on their phone and approves (or, with ``"deny": true``, declines)
     the sign-in request that shows ``user_code``."""
-    try:
-        body = await _json(request)
-    except ValueError as exc:
-        return _admin_error(400, f"Request body is not valid JSON: {exc}")
+    body = await json_body(request)
     user_code = str(body.get("user_code", ""))
     user = str(body.get("user") or DEFAULT_USER)
     dc = _state(request).by_user_code(user_code) if user_code else None
     if dc is None:
-        return _admin_error(404, f"No pending sign-in has the code '{user_code}'. Start the device code flow first and use the code it shows.")
+        raise _refuse(404, f"No pending sign-in has the code '{user_code}'. Start the device code flow first and use the code it shows.")
     if dc.expires_at <= time.time():
-        return _admin_error(400, f"The code '{dc.user_code}' has expired; start the sign-in again.")
+        raise _refuse(400, f"The code '{dc.user_code}' has expired; start the sign-in again.")
     if dc.state != "pending":
-        return _admin_error(409, f"The code '{dc.user_code}' was already {dc.state}.")
+        raise _refuse(409, f"The code '{dc.user_code}' was already {dc.state}.")
     if body.get("deny"):
         dc.state = "declined"
     else:
-        identity = auth.ensure_user(_conn(request), user, can_write=bool(body.get("can_write", True)))
+        identity = auth.ensure_user(conn_of(request), user, can_write=bool(body.get("can_write", True)))
         dc.state, dc.user = "approved", identity.client_id
-    return JSONResponse({"user_code": dc.user_code, "state": dc.state, "user": dc.user, "client_id": dc.client_id, "scope": " ".join(dc.scopes)})
+    return {"user_code": dc.user_code, "state": dc.state, "user": dc.user, "client_id": dc.client_id, "scope": " ".join(dc.scopes)}
 
 
-async def device_codes(request: Request) -> JSONResponse:
+@admin
+async def device_codes(request: Request) -> list:
     now = time.time()
-    return JSONResponse([
+    return [
         {"user_code": dc.user_code, "client_id": dc.client_id, "scope": " ".join(dc.scopes), "state": dc.state, "expires_in": max(0, int(dc.expires_at - now))}
         for dc in _state(request).device_codes.values()
         if dc.expires_at > now
-    ])
+    ]
 
 
-async def certificates(request: Request) -> JSONResponse:
-    conn = _conn(request)
+@admin
+async def certificates(request: Request) -> dict | list:
+    conn = conn_of(request)
     if request.method == "POST":
-        try:
-            body = await _json(request)
-            if not body.get("client_id") or not body.get("certificate"):
-                raise ValueError('Send {"client_id": …, "certificate": "-----BEGIN CERTIFICATE-----…"}.')
-            return JSONResponse(register_certificate(conn, str(body["client_id"]), str(body["certificate"])))
-        except ValueError as exc:
-            return _admin_error(400, str(exc))
-    return JSONResponse(list_certificates(conn))
+        body = await json_body(request)
+        if not body.get("client_id") or not body.get("certificate"):
+            raise _refuse(400, 'Send {"client_id": …, "certificate": "-----BEGIN CERTIFICATE-----…"}.')
+        return register_certificate(conn, str(body["client_id"]), str(body["certificate"]))
+    return list_certificates(conn)
 
 
-async def revoke(request: Request) -> JSONResponse:
-    conn = _conn(request)
-    try:
-        body = await _json(request)
-    except ValueError as exc:
-        return _admin_error(400, f"Request body is not valid JSON: {exc}")
+@admin
+async def revoke(request: Request) -> dict:
+    conn = conn_of(request)
+    body = await json_body(request)
     user = str(body.get("user") or "")
     if not user:
-        return _admin_error(400, 'Send {"user": "operator@contoso.com"}.')
+        raise _refuse(400, 'Send {"user": "operator@contoso.com"}.')
     revoked = get_setting(conn, REVOKED_KEY, {}) or {}
     revoked[user] = time.time()
     set_setting(conn, REVOKED_KEY, revoked)
-    return JSONResponse({"user": user, "revoked_before": revoked[user]})
+    return {"user": user, "revoked_before": revoked[user]}
 
 
 _SETTING_TYPES = {"tenants": list, "device_code_lifetime": int, "device_code_interval": int, "refresh_token_lifetime": int}
 
 
-async def settings_endpoint(request: Request) -> JSONResponse:
-    conn = _conn(request)
+@admin
+async def settings_endpoint(request: Request) -> dict:
+    conn = conn_of(request)
     if request.method == "PUT":
-        try:
-            body = await _json(request)
-            unknown = set(body) - set(_SETTING_TYPES)
-            if unknown:
-                raise ValueError(f"Unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_SETTING_TYPES))}.")
-            stored = get_setting(conn, SETTINGS_KEY, {}) or {}
-            for key, value in body.items():
-                if key == "tenants":
-                    if not isinstance(value, list) or not all(isinstance(t, dict) and t.get("id") for t in value):
-                        raise ValueError('tenants must be a list like [{"id": "<GUID>", "domain": "contoso.onmicrosoft.com"}].')
-                    stored[key] = [{"id": str(t["id"]), "domain": str(t.get("domain") or "")} for t in value]
-                else:
-                    number = int(value)
-                    if number < 1:
-                        raise ValueError(f"{key} must be at least 1.")
-                    stored[key] = number
-            set_setting(conn, SETTINGS_KEY, stored)
-        except (ValueError, TypeError) as exc:
-            return _admin_error(400, str(exc))
-    return JSONResponse(settings(conn))
+        body = await json_body(request)
+        reject_unknown(body, _SETTING_TYPES)
+        stored = get_setting(conn, SETTINGS_KEY, {}) or {}
+        for key, value in body.items():
+            if key == "tenants":
+                if not isinstance(value, list) or not all(isinstance(t, dict) and t.get("id") for t in value):
+                    raise _refuse(400, 'tenants must be a list like [{"id": "<GUID>", "domain": "contoso.onmicrosoft.com"}].')
+                stored[key] = [{"id": str(t["id"]), "domain": str(t.get("domain") or "")} for t in value]
+            else:
+                number = int(value)
+                if number < 1:
+                    raise _refuse(400, f"{key} must be at least 1.")
+                stored[key] = number
+        set_setting(conn, SETTINGS_KEY, stored)
+    return settings(conn)
 
 
-async def requests_endpoint(request: Request) -> JSONResponse:
-    st = _state(request)
-    if request.method == "DELETE":
-        st.log.clear()
-        return JSONResponse({"cleared": True, "next_seq": st.seq + 1})
-    since = int(request.query_params.get("since", 0))
-    return JSONResponse([e for e in st.log if e["seq"] > since])
+@admin
+async def requests_endpoint(request: Request) -> dict | list:
+    return log_answer(request, _state(request).log)
+
+
+ROUTES = [
+    Route("/_sim/token", token_endpoint, methods=["POST"]),
+    Route("/_sim/login/approve", approve, methods=["POST"]),
+    Route("/_sim/login/device-codes", device_codes, methods=["GET"]),
+    Route("/_sim/login/certificates", certificates, methods=["GET", "POST"]),
+    Route("/_sim/login/revoke", revoke, methods=["POST"]),
+    Route("/_sim/login/settings", settings_endpoint, methods=["GET", "PUT"]),
+    Route("/_sim/login/requests", requests_endpoint, methods=["GET", "DELETE"]),
+    Route("/_sim/login/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration, methods=["GET"]),
+    Route("/_sim/login/{tenant}/discovery/instance", instance_discovery, methods=["GET"]),
+    Route("/_sim/login/{tenant}/oauth2/v2.0/devicecode", devicecode, methods=["POST"]),
+    Route("/_sim/login/{tenant}/oauth2/v2.0/token", token, methods=["POST"]),
+    Route("/_sim/login/{tenant}/oauth2/v2.0/authorize", authorize, methods=["GET"]),
+]

@@ -8,9 +8,9 @@ Confirm: the invoice becomes Confirmed and its milestones Customer invoice poste
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
 from . import dualwrite, errors
 from .errors import SimError
@@ -25,21 +25,19 @@ from .schema import (
 )
 from .store import get_setting, next_counter
 
-if TYPE_CHECKING:
-    from .dataverse_service import DataverseService
 
-
-def _set_milestone_status(service: "DataverseService", milestone_id: str, status: int) -> None:
-    service.conn.execute(
+def _set_milestone_status(conn: sqlite3.Connection, milestone_id: str, status: int) -> None:
+    conn.execute(
         'UPDATE "dv_msdyn_contractlinescheduleofvalues" SET msdyn_invoicestatus = ?, sim_version = sim_version + 1 '
         "WHERE msdyn_contractlinescheduleofvalueid = ?",
         (status, milestone_id),
     )
-    dualwrite.milestone_written(service.conn, milestone_id, created=False)
+    dualwrite.milestone_written(conn, milestone_id, created=False)
 
 
-def create_invoice(service: "DataverseService", contract_id: str) -> str:
-    conn = service.conn
+def create_invoice(conn: sqlite3.Connection, contract_id: str) -> str:
+    """Create the draft pro-forma invoice of contract ``contract_id``; returns its id. Runs
+    inside the caller's transaction (the Dataverse request's SAVEPOINT)."""
     contract = conn.execute(
         'SELECT ordernumber, name, _customerid_value, _transactioncurrencyid_value FROM "dv_salesorders" WHERE salesorderid = ?',
         (contract_id,),
@@ -66,7 +64,7 @@ def create_invoice(service: "DataverseService", contract_id: str) -> str:
     for mid, line_id, amount in milestones:
         per_line[line_id] += amount or 0
         conn.execute("INSERT INTO sim_invoice_milestones(invoiceid, milestoneid) VALUES (?, ?)", (invoice_id, mid))
-        _set_milestone_status(service, mid, INVOICE_STATUS_CREATED)
+        _set_milestone_status(conn, mid, INVOICE_STATUS_CREATED)
     for line_id, amount in per_line.items():
         desc = conn.execute('SELECT productdescription FROM "dv_salesorderdetails" WHERE salesorderdetailid = ?', (line_id,)).fetchone()
         conn.execute(
@@ -77,8 +75,8 @@ def create_invoice(service: "DataverseService", contract_id: str) -> str:
     return invoice_id
 
 
-def confirm_invoice(service: "DataverseService", invoice_id: str) -> None:
-    conn = service.conn
+def confirm_invoice(conn: sqlite3.Connection, invoice_id: str) -> None:
+    """Confirm draft invoice ``invoice_id``; dual-write then posts it in F&O (see dualwrite.py)."""
     row = conn.execute('SELECT invoicenumber, statuscode FROM "dv_invoices" WHERE invoiceid = ?', (invoice_id,)).fetchone()
     if row is None:
         raise errors.not_found_record("invoice", invoice_id)
@@ -89,6 +87,6 @@ def confirm_invoice(service: "DataverseService", invoice_id: str) -> None:
         (INVOICE_STATECODE_CONFIRMED, INVOICE_STATUSCODE_CONFIRMED, invoice_id),
     )
     for (mid,) in conn.execute("SELECT milestoneid FROM sim_invoice_milestones WHERE invoiceid = ?", (invoice_id,)).fetchall():
-        _set_milestone_status(service, mid, INVOICE_STATUS_POSTED)
+        _set_milestone_status(conn, mid, INVOICE_STATUS_POSTED)
     dualwrite.invoice_confirmed(conn, invoice_id)
 

@@ -102,14 +102,6 @@ class Faults:
         return "ok"
 
 
-class Throttled(Exception):
-    def __init__(self, code: str, message: str, retry_after: int):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-
-
 class Budget:
     """One identity's sliding-window usage on one service."""
 
@@ -128,18 +120,19 @@ class Budget:
             self.execution = 0.0
 
     def admit(self, limits: Limits, now: float) -> None:
-        """Raise Throttled if a new request would break a limit; else count it in."""
+        """Raise a 429 SimError (:func:`errors.throttled`) if a new request would break a limit;
+        else count it in."""
         w = limits.window_seconds
         self._expire(now, w)
         if self.concurrent >= limits.max_concurrent:
-            raise Throttled(
+            raise errors.throttled(
                 errors.CONCURRENCY_LIMIT,
                 f"Number of concurrent requests exceeded the limit of {limits.max_concurrent}.",
                 1,
             )
         if len(self.starts) >= limits.max_requests:
             wait = self.starts[0] + w - now
-            raise Throttled(
+            raise errors.throttled(
                 errors.REQUESTS_LIMIT,
                 f"Number of requests exceeded the limit of {limits.max_requests} over time window of {w:g} seconds.",
                 max(1, math.ceil(wait)),
@@ -152,7 +145,7 @@ class Budget:
                 wait = at + w - now
                 if freed >= over:
                     break
-            raise Throttled(
+            raise errors.throttled(
                 errors.EXECUTION_TIME_LIMIT,
                 f"Combined execution time of incoming requests exceeded limit of {int(limits.max_execution_seconds * 1000):,} milliseconds over time window of {w:g} seconds. Decrease number of concurrent requests or reduce the duration of requests and try again later.",
                 max(1, math.ceil(wait)),

@@ -93,6 +93,23 @@ from pathlib import Path
 from random import Random
 
 from . import store
+from .reference import (
+    ACCOUNT_AR,
+    ACCOUNT_BANK,
+    ACCOUNT_REVENUE,
+    COMPANIES,
+    COUNTER_CUST_RECID,
+    COUNTER_GL_ENTRY,
+    COUNTER_GL_LINE,
+    CURRENCIES,
+    CUST_RECID_BASE,
+    EXCHANGE_RATES,
+    FALLBACK_CURRENCY,
+    FOREIGN_POOL,
+    GL_ENTRY_BASE,
+    GL_LINE_BASE,
+    convert,
+)
 from .schema import (
     BILLING_FIXED_PRICE,
     BILLING_TIME_AND_MATERIAL,
@@ -138,44 +155,6 @@ EXTRACT_COLUMNS = (
 )
 STATUS_INVOICED = "Invoiced"
 STATUS_NOT_INVOICED = "NotInvoiced"
-
-# (code, name, accounting currency, tax rate in basis points, language)
-COMPANIES: tuple[tuple[str, str, str, int, str], ...] = (
-    ("USMF", "Contoso Entertainment System USA", "USD", 0, "en"),
-    ("DEMF", "Contoso Entertainment System Germany", "EUR", 1900, "de"),
-    ("GBSI", "Contoso Entertainment System UK", "GBP", 2000, "en"),
-    ("FRRT", "Contoso Retail France", "EUR", 2000, "fr"),
-    ("USSI", "Contoso Consulting USA", "USD", 0, "en"),
-    ("ITCO", "Contoso Entertainment System Italy", "EUR", 2200, "en"),
-    ("MXMF", "Contoso Entertainment System Mexico", "MXN", 1600, "en"),
-    ("INMF", "Contoso Entertainment System India", "INR", 1800, "en"),
-    ("BRMF", "Contoso Entertainment System Brazil", "BRL", 0, "en"),
-    ("CNMF", "Contoso Entertainment System China", "CNY", 600, "en"),
-)
-
-# (ISO code, name, symbol, value of one unit in millionths of a USD) — fixed, deterministic rates
-CURRENCIES: dict[str, tuple[str, str, int]] = {
-    "USD": ("US Dollar", "$", 1_000_000),
-    "EUR": ("Euro", "€", 1_085_000),
-    "GBP": ("Pound Sterling", "£", 1_270_000),
-    "MXN": ("Mexican Peso", "$", 58_000),
-    "INR": ("Indian Rupee", "₹", 12_000),
-    "BRL": ("Brazilian Real", "R$", 200_000),
-    "CNY": ("Yuan Renminbi", "¥", 138_000),
-}
-EXCHANGE_RATES = {code: spec[2] for code, spec in CURRENCIES.items()}
-FOREIGN_POOL = ("USD", "EUR", "GBP")
-
-CUST_RECID_BASE = 5_637_144_576
-GL_ENTRY_BASE = CUST_RECID_BASE + 100_000_000
-GL_LINE_BASE = CUST_RECID_BASE + 1_000_000_000
-COUNTER_CUST_RECID = "fno.CustTransactions.RecId"
-COUNTER_GL_ENTRY = "fno.GeneralJournalEntryBiEntities.SourceKey"
-COUNTER_GL_LINE = "fno.GeneralJournalAccountEntryBiEntities.SourceKey"
-
-ACCOUNT_AR = "130100"
-ACCOUNT_REVENUE = "401100"
-ACCOUNT_BANK = "110110"
 
 BUSINESS_UNITS = ("001", "002", "003", "004", "005")
 DEPARTMENTS = ("021", "022", "023", "024", "025", "026")
@@ -341,16 +320,6 @@ def entity_guid(seed: int, entity: str, natural_key: str) -> str:
     (``PRJC-000012``, ``PRJC-000012-3`` for a line, ``USD`` for a currency, ``US-001``, ``USMF``).
     """
     return str(uuid.uuid5(uuid.UUID(organization_id(seed)), f"{entity}:{natural_key}".lower()))
-
-
-def convert(amount_minor: int, from_currency: str, to_currency: str) -> int:
-    """Convert an integer amount in minor units at the fixed rates, rounding half away from 0."""
-    if from_currency == to_currency:
-        return amount_minor
-    num = abs(amount_minor) * EXCHANGE_RATES[from_currency]
-    den = EXCHANGE_RATES[to_currency]
-    result = (2 * num + den) // (2 * den)
-    return result if amount_minor >= 0 else -result
 
 
 def seed_world(
@@ -571,7 +540,7 @@ class _Generator:
             if i < len(COMPANIES):
                 code, name, cur, tax, lang = COMPANIES[i]
             else:
-                code, name, cur, tax, lang = f"C{i + 1:03d}", f"Contoso Subsidiary {i + 1}", "USD", 0, "en"
+                code, name, cur, tax, lang = f"C{i + 1:03d}", f"Contoso Subsidiary {i + 1}", FALLBACK_CURRENCY, 0, "en"
             out.append(_Company(code, name, cur, tax, lang, self.guid("cdm_company", code)))
         return out
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import uvicorn
 
-from .app import SimulatedDrop, create_app
+from .app import create_app
+from .errors import SimulatedDrop
 from .protection import Limits
 
 HOST = "127.0.0.1"
