@@ -1,4 +1,5 @@
-"""Serving the simulator on loopback: in the foreground (`cutover sim serve`) or in a thread.
+"""Serving the simulator on loopback: in the foreground (`python -m cutover.sim serve`,
+`cutover sim serve`) or in a thread.
 
 Only 127.0.0.1 is ever bound. Port 0 picks a free port; the bound URL is reported before
 the first request can arrive.
@@ -54,12 +55,17 @@ def _server(db: str | Path, limits: Limits | None, log_level: str) -> uvicorn.Se
     return uvicorn.Server(config)
 
 
-def serve_forever(db: str | Path, port: int = 0, limits: Limits | None = None, on_ready=print, log_level: str = "warning") -> None:
+def serve_forever(
+    db: str | Path, port: int = 0, limits: Limits | None = None, on_ready=print, log_level: str = "warning"
+) -> None:
     """Serve until interrupted; `on_ready` receives 'listening on http://127.0.0.1:PORT' first."""
     sock = bind(port)
-    server = _server(db, limits, log_level)
-    on_ready(f"listening on {url_of(sock)}")
-    asyncio.run(server.serve(sockets=[sock]))
+    try:
+        server = _server(db, limits, log_level)
+        on_ready(f"listening on {url_of(sock)}")
+        asyncio.run(server.serve(sockets=[sock]))
+    finally:
+        sock.close()
 
 
 @contextlib.contextmanager
