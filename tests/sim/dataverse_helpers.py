@@ -25,6 +25,9 @@ PRIVILEGE = "0x80040220"
 URI_ERROR = "0x80060888"
 BAD_PAYLOAD = "0x80048d19"
 VERSION_MISMATCH = "0x80060882"
+INVALID_ARGUMENT = "0x80040203"
+NOT_SUPPORTED = "0x8004800d"
+BATCH_TOO_LARGE = "0x8005f103"
 
 
 def body(response) -> dict:
@@ -62,9 +65,8 @@ def target(line: dict, name: str = "Milestone", amount: int = 1000, status: int 
 def milestone_json(line: dict, amount_text: str, name: str = "Exact", status: int = READY) -> bytes:
     """A milestone body written as JSON text, so the amount reaches the server digit for digit."""
     return (
-        '{"msdyn_name": %s, "msdyn_amount": %s, "msdyn_invoicedate": "2026-10-31", '
-        '"msdyn_invoicestatus": %d, "msdyn_ContractLineId@odata.bind": "/salesorderdetails(%s)"}'
-        % (json.dumps(name), amount_text, status, line["line_id"])
+        f'{{"msdyn_name": {json.dumps(name)}, "msdyn_amount": {amount_text}, "msdyn_invoicedate": "2026-10-31", '
+        f'"msdyn_invoicestatus": {int(status)}, "msdyn_ContractLineId@odata.bind": "/salesorderdetails({line["line_id"]})"}}'
     ).encode()
 
 
@@ -91,7 +93,12 @@ async def line_by_method(sim, method: int, index: int = 0) -> dict:
         f"salesorderdetails?$filter=msdyn_billingmethod eq {method}&$orderby=salesorderdetailid",
     )
     row = r.json()["value"][index]
-    return {"line_id": row["salesorderdetailid"], "contract_id": row["_salesorderid_value"], "project_id": row["_msdyn_project_value"], "row": row}
+    return {
+        "line_id": row["salesorderdetailid"],
+        "contract_id": row["_salesorderid_value"],
+        "project_id": row["_msdyn_project_value"],
+        "row": row,
+    }
 
 
 async def walk(sim, first_url: str, page_size: int, headers: dict | None = None) -> list[dict]:
@@ -99,7 +106,9 @@ async def walk(sim, first_url: str, page_size: int, headers: dict | None = None)
     pages = []
     url = first_url
     while url:
-        r = await sim.client.get(url, headers={**await sim.auth(), "Prefer": f"odata.maxpagesize={page_size}", **(headers or {})})
+        r = await sim.client.get(
+            url, headers={**await sim.auth(), "Prefer": f"odata.maxpagesize={page_size}", **(headers or {})}
+        )
         assert r.status_code == 200, r.text
         assert r.headers["Preference-Applied"] == f"odata.maxpagesize={page_size}"
         data = body(r)
@@ -114,7 +123,9 @@ async def walk(sim, first_url: str, page_size: int, headers: dict | None = None)
 CRLF = "\r\n"
 
 
-def request_part(method: str, url: str, payload: dict | str | None = None, content_id: str | None = None, headers: dict | None = None) -> str:
+def request_part(
+    method: str, url: str, payload: dict | str | None = None, content_id: str | None = None, headers: dict | None = None
+) -> str:
     """One application/http part, as in Microsoft's article "Execute batch operations using the Web API"."""
     lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
     if content_id is not None:

@@ -16,9 +16,26 @@ import pytest
 from cutover.sim.seed import organization_id
 from tests.conftest import DV, FNO, READER, WRITER, SimHarness
 
+INVALID_ARGUMENT = "0x80040203"
+BAD_PAYLOAD = "0x80048d19"
+
+
+def admin_error(r, status: int, code: str) -> str:
+    """Assert an admin refusal in Dataverse's shape with this status and code; return the message."""
+    assert r.status_code == status, (r.status_code, r.text)
+    data = r.json()
+    assert set(data) == {"error"} and data["error"]["code"] == code, data
+    return data["error"]["message"]
+
 
 async def token_response(sim: SimHarness, client_id: str, secret: str, override: dict | None = None):
-    form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret, "scope": "http://sim.test/.default", **(override or {})}
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": client_id,
+        "client_secret": secret,
+        "scope": "http://sim.test/.default",
+        **(override or {}),
+    }
     return await sim.client.post("/_sim/token", data=form)
 
 
@@ -32,7 +49,11 @@ async def test_summary_names_the_organization_counts_and_maps(sim):
     assert summary["organization_id"] == organization_id(1)
     assert summary["organization_id"] == (await sim.dv("GET", "WhoAmI")).json()["OrganizationId"]
     counts = summary["counts"]
-    assert (counts["CustTransactions"], counts["GeneralJournalAccountEntryBiEntities"], counts["salesorders"]) == (500, 5000, 20)
+    assert (counts["CustTransactions"], counts["GeneralJournalAccountEntryBiEntities"], counts["salesorders"]) == (
+        500,
+        5000,
+        20,
+    )
     assert counts["msdyn_contractlinescheduleofvalues"] == 0
     assert summary["maps"] == {
         "msdyn_contractlinescheduleofvalues": {"state": "Running", "active_version": "1.0.0.5"},
@@ -66,8 +87,7 @@ async def test_maintenance_mode_can_be_read_and_set(sim):
 async def test_maintenance_put_without_the_field_is_a_400(sim):
     """A PUT that does not say what to set is refused and changes nothing."""
     r = await sim.admin("PUT", "maintenance", json={"on": True})
-    assert r.status_code == 400
-    assert "enabled" in r.json()["error"]["message"]
+    assert admin_error(r, 400, INVALID_ARGUMENT) == 'Send {"enabled": …}.'
     assert (await sim.admin("GET", "maintenance")).json() == {"enabled": False}
 
 
@@ -83,10 +103,10 @@ async def test_the_fno_version_can_be_read_and_set(sim):
 async def test_admin_body_must_be_a_json_object(sim):
     """Malformed admin bodies are 400s naming the problem."""
     r = await sim.admin("PUT", "version", content=b"{not json", headers={"Content-Type": "application/json"})
-    assert r.status_code == 400
-    assert "JSON" in r.json()["error"]["message"]
+    assert admin_error(r, 400, BAD_PAYLOAD).startswith("Request body is not valid JSON: ")
     r = await sim.admin("PUT", "version", json=["10.0.30"])
-    assert r.status_code == 400
+    assert admin_error(r, 400, BAD_PAYLOAD) == "Request body must be a JSON object."
+    assert (await sim.admin("GET", "version")).json() == {"version": "10.0.40"}
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -96,8 +116,7 @@ async def test_unknown_settings_are_refused(sim):
     """Settings are a closed set: an unknown key is a 400 that lists the known keys, and nothing
     in the same request is applied."""
     r = await sim.admin("PUT", "settings", json={"invoice_create_action": "new_Create", "token_lifetme": 5})
-    assert r.status_code == 400
-    message = r.json()["error"]["message"]
+    message = admin_error(r, 400, INVALID_ARGUMENT)
     assert "token_lifetme" in message and "token_lifetime" in message
     assert (await sim.admin("GET", "settings")).json()["invoice_create_action"] == "msdyn_NewInvoiceContract"
 
@@ -123,7 +142,9 @@ async def test_the_token_endpoint_answers_like_the_identity_platform(sim):
     body = r.json()
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 3600
-    assert (await sim.client.get(DV + "WhoAmI", headers={"Authorization": f"Bearer {body['access_token']}"})).status_code == 200
+    assert (
+        await sim.client.get(DV + "WhoAmI", headers={"Authorization": f"Bearer {body['access_token']}"})
+    ).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -163,7 +184,9 @@ async def test_malformed_token_requests_get_aadsts_errors(sim, override, error, 
 
 async def test_a_token_request_must_be_form_encoded(sim):
     """The token endpoint takes application/x-www-form-urlencoded, like the real one."""
-    r = await sim.client.post("/_sim/token", json={"grant_type": "client_credentials", "client_id": WRITER[0], "client_secret": WRITER[1]})
+    r = await sim.client.post(
+        "/_sim/token", json={"grant_type": "client_credentials", "client_id": WRITER[0], "client_secret": WRITER[1]}
+    )
     assert r.status_code == 400
     assert "AADSTS900144" in r.json()["error_description"]
 
@@ -171,7 +194,9 @@ async def test_a_token_request_must_be_form_encoded(sim):
 async def test_an_added_identity_with_an_expired_secret_gets_no_token(sim):
     """An application user whose secret expired gets 401 invalid_client AADSTS7000222 — the
     failure an operator meets when the app registration's secret ran out before the night."""
-    r = await sim.admin("POST", "identities", json={"client_id": "cutover-expired", "client_secret": "old", "secret_expired": True})
+    r = await sim.admin(
+        "POST", "identities", json={"client_id": "cutover-expired", "client_secret": "old", "secret_expired": True}
+    )
     assert r.status_code == 200
     listed = {i["client_id"]: i for i in r.json()}
     assert listed["cutover-expired"]["secret_expired"] is True
@@ -184,7 +209,9 @@ async def test_an_added_identity_with_an_expired_secret_gets_no_token(sim):
 async def test_an_added_identity_can_call_the_apis(sim):
     """A new application user (more identities, more throughput) gets a token and is who WhoAmI
     says; added read-only, it cannot write."""
-    r = await sim.admin("POST", "identities", json={"client_id": "cutover-extra", "client_secret": "s3", "can_write": False})
+    r = await sim.admin(
+        "POST", "identities", json={"client_id": "cutover-extra", "client_secret": "s3", "can_write": False}
+    )
     assert r.status_code == 200
     who = ("cutover-extra", "s3")
     me = await sim.dv("GET", "WhoAmI", who=who)
@@ -198,7 +225,7 @@ async def test_an_identity_needs_an_id_and_a_secret(sim):
     """Adding an identity without a secret is a 400 and adds nothing."""
     before = (await sim.admin("GET", "identities")).json()
     r = await sim.admin("POST", "identities", json={"client_id": "half"})
-    assert r.status_code == 400
+    assert "needs client_id and client_secret" in admin_error(r, 400, INVALID_ARGUMENT)
     assert (await sim.admin("GET", "identities")).json() == before
 
 
@@ -229,7 +256,9 @@ async def test_a_token_expires_after_the_configured_lifetime(sim):
     assert expired.status_code == 401
     assert "WWW-Authenticate" in expired.headers
     fresh = await token_response(sim, *READER)
-    assert (await sim.client.get(DV + "WhoAmI", headers={"Authorization": f"Bearer {fresh.json()['access_token']}"})).status_code == 200
+    assert (
+        await sim.client.get(DV + "WhoAmI", headers={"Authorization": f"Bearer {fresh.json()['access_token']}"})
+    ).status_code == 200
 
 
 def test_a_token_is_valid_for_at_least_expires_in_seconds(sim):
@@ -238,7 +267,12 @@ def test_a_token_is_valid_for_at_least_expires_in_seconds(sim):
     from cutover.sim import auth
 
     sim.conn.execute("INSERT OR REPLACE INTO sim_settings(key, value) VALUES ('token_lifetime', '1')")
-    form = {"grant_type": "client_credentials", "client_id": WRITER[0], "client_secret": WRITER[1], "scope": "http://sim.test/.default"}
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": WRITER[0],
+        "client_secret": WRITER[1],
+        "scope": "http://sim.test/.default",
+    }
     issued = auth.issue_token(sim.conn, form, now=1_000.999)
     header = f"Bearer {issued['access_token']}"
     assert issued["expires_in"] == 1

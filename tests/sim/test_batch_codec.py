@@ -294,18 +294,18 @@ def test_content_id_in_embedded_request_headers_is_accepted():
     """OData 4.0 §11.7.3 puts Content-ID in the MIME part headers; some older clients
     (WCF Data Services style) put it among the embedded request's headers. Both are read."""
     body = (
-        "--batch_AAA123\r\n"
-        "Content-Type: multipart/mixed; boundary=changeset_BBB456\r\n\r\n"
-        "--changeset_BBB456\r\n"
-        "Content-Type: application/http\r\n"
-        "Content-Transfer-Encoding: binary\r\n\r\n"
-        "POST accounts HTTP/1.1\r\n"
-        "Content-ID: 42\r\n"
-        "Content-Type: application/json\r\n\r\n"
-        '{"name":"A"}\r\n'
-        "--changeset_BBB456--\r\n"
-        "--batch_AAA123--\r\n"
-    ).encode()
+        b"--batch_AAA123\r\n"
+        b"Content-Type: multipart/mixed; boundary=changeset_BBB456\r\n\r\n"
+        b"--changeset_BBB456\r\n"
+        b"Content-Type: application/http\r\n"
+        b"Content-Transfer-Encoding: binary\r\n\r\n"
+        b"POST accounts HTTP/1.1\r\n"
+        b"Content-ID: 42\r\n"
+        b"Content-Type: application/json\r\n\r\n"
+        b'{"name":"A"}\r\n'
+        b"--changeset_BBB456--\r\n"
+        b"--batch_AAA123--\r\n"
+    )
     (cs,) = parse_batch(body, CT)
     assert cs.requests[0].content_id == "42"
     assert cs.requests[0].body == b'{"name":"A"}'
@@ -377,14 +377,14 @@ def test_get_inside_change_set_is_rejected():
 def test_nested_change_set_is_rejected():
     """OData 4.0 §11.7.3: change sets cannot contain other change sets."""
     body = (
-        "--batch_AAA123\r\n"
-        "Content-Type: multipart/mixed; boundary=changeset_BBB456\r\n\r\n"
-        "--changeset_BBB456\r\n"
-        "Content-Type: multipart/mixed; boundary=changeset_CCC\r\n\r\n"
-        "--changeset_CCC--\r\n"
-        "--changeset_BBB456--\r\n"
-        "--batch_AAA123--\r\n"
-    ).encode()
+        b"--batch_AAA123\r\n"
+        b"Content-Type: multipart/mixed; boundary=changeset_BBB456\r\n\r\n"
+        b"--changeset_BBB456\r\n"
+        b"Content-Type: multipart/mixed; boundary=changeset_CCC\r\n\r\n"
+        b"--changeset_CCC--\r\n"
+        b"--changeset_BBB456--\r\n"
+        b"--batch_AAA123--\r\n"
+    )
     with pytest.raises(BatchFormatError) as err:
         parse_batch(body, CT)
     assert "batch part 1, change set part 1" in str(err.value)
@@ -556,18 +556,21 @@ def test_render_exact_bytes_of_single_response():
     blank line, body, then CRLF + delimiter; the close delimiter ends the body."""
     body, content_type = render_batch([BatchResponse(412, {"OData-Version": "4.0"}, b"{}", content_id="9")])
     b = boundary_of(content_type)
-    assert body == (
-        f"--{b}\r\n"
-        "Content-Type: application/http\r\n"
-        "Content-Transfer-Encoding: binary\r\n"
-        "Content-ID: 9\r\n"
-        "\r\n"
-        "HTTP/1.1 412 Precondition Failed\r\n"
-        "OData-Version: 4.0\r\n"
-        "\r\n"
-        "{}\r\n"
-        f"--{b}--\r\n"
-    ).encode()
+    assert (
+        body
+        == (
+            f"--{b}\r\n"
+            "Content-Type: application/http\r\n"
+            "Content-Transfer-Encoding: binary\r\n"
+            "Content-ID: 9\r\n"
+            "\r\n"
+            "HTTP/1.1 412 Precondition Failed\r\n"
+            "OData-Version: 4.0\r\n"
+            "\r\n"
+            "{}\r\n"
+            f"--{b}--\r\n"
+        ).encode()
+    )
 
 
 def test_render_unknown_status_and_fresh_boundaries():
@@ -583,7 +586,7 @@ def test_render_unknown_status_and_fresh_boundaries():
 
 def test_render_rejects_header_injection():
     """HTTP/1.1 header fields cannot contain line breaks; rendering one would forge parts."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="contains a line break"):
         render_batch([BatchResponse(200, {"X-Evil": "a\r\n--batchresponse_x"}, b"")])
 
 

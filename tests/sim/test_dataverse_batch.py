@@ -19,14 +19,19 @@ import pytest
 from tests.conftest import DV, READER, fixed_price_line, milestone_payload
 from tests.sim.dataverse_helpers import (
     BAD_PAYLOAD,
+    BATCH_TOO_LARGE,
+    CRLF,
     DUPLICATE,
     FIXED_PRICE,
+    INVALID_ARGUMENT,
     MILESTONE_KEY,
     MILESTONES,
     NOT_FOUND,
+    NOT_SUPPORTED,
     PRIVILEGE,
     ChangesetResponse,
     Part,
+    batch_body,
     body,
     bulk,
     changeset_part,
@@ -60,7 +65,11 @@ async def test_create_multiple_returns_the_ids_in_target_order(sim, line):
     """'Use bulk operation messages': CreateMultiple answers 200 with Ids, one per target, in order."""
     before = await count(sim, MILESTONES)
     chosen = str(uuid.uuid4())
-    r = await bulk(sim, "CreateMultiple", [target(line, "first", 10), target(line, "second", 20, **{MILESTONE_KEY: chosen}), target(line, "third", 30)])
+    r = await bulk(
+        sim,
+        "CreateMultiple",
+        [target(line, "first", 10), target(line, "second", 20, **{MILESTONE_KEY: chosen}), target(line, "third", 30)],
+    )
     ids = r.json()["Ids"]
     assert len(ids) == 3 and ids[1] == chosen
     assert await count(sim, MILESTONES) == before + 3
@@ -73,7 +82,11 @@ async def test_upsert_multiple_creates_then_updates(sim, line):
     keys = [str(uuid.uuid4()) for _ in range(3)]
     await bulk(sim, "UpsertMultiple", [target(line, f"v1-{i}", 1, **{MILESTONE_KEY: k}) for i, k in enumerate(keys)])
     before = await count(sim, MILESTONES)
-    r = await bulk(sim, "UpsertMultiple", [target(line, f"v2-{i}", 2, **{MILESTONE_KEY: k}) for i, k in enumerate(keys)] + [target(line, "new", 3)])
+    r = await bulk(
+        sim,
+        "UpsertMultiple",
+        [target(line, f"v2-{i}", 2, **{MILESTONE_KEY: k}) for i, k in enumerate(keys)] + [target(line, "new", 3)],
+    )
     assert r.json()["Ids"][:3] == keys
     assert await count(sim, MILESTONES) == before + 1
     rows = body(await sim.dv("GET", f"{MILESTONES}?$filter=startswith(msdyn_name,'v')&$orderby=msdyn_name"))["value"]
@@ -83,18 +96,26 @@ async def test_upsert_multiple_creates_then_updates(sim, line):
 async def test_create_multiple_is_atomic_and_names_the_failing_target(sim, line):
     """'Use bulk operation messages': the operation is one transaction; one bad target fails the whole request and nothing is written."""
     before = await count(sim, MILESTONES)
-    targets = [target(line, "ok 0"), target(line, "ok 1"), target(line, "bad", msdyn_invoicestatus=7), target(line, "ok 3")]
+    targets = [
+        target(line, "ok 0"),
+        target(line, "ok 1"),
+        target(line, "bad", msdyn_invoicestatus=7),
+        target(line, "ok 3"),
+    ]
     r = await bulk(sim, "CreateMultiple", targets, expect=None)
-    message = error_of(r, 400)
-    assert "target 2" in message
+    message = error_of(r, 400, INVALID_ARGUMENT)
+    assert "CreateMultiple target 2" in message and "outside the valid range" in message
     assert await count(sim, MILESTONES) == before
+    assert await count(sim, MILESTONES, "startswith(msdyn_name,'ok ')") == 0
 
 
 async def test_create_multiple_with_an_existing_id_fails_whole_request_with_412(sim, line):
     """'Use bulk operation messages': CreateMultiple creates only; an id that exists fails the request (0x80040237)."""
     existing = (await bulk(sim, "CreateMultiple", [target(line, "existing")])).json()["Ids"][0]
     before = await count(sim, MILESTONES)
-    r = await bulk(sim, "CreateMultiple", [target(line, "fresh"), target(line, "clash", **{MILESTONE_KEY: existing})], expect=None)
+    r = await bulk(
+        sim, "CreateMultiple", [target(line, "fresh"), target(line, "clash", **{MILESTONE_KEY: existing})], expect=None
+    )
     assert "target 1" in error_of(r, 412, DUPLICATE)
     assert await count(sim, MILESTONES) == before
     assert body(await sim.dv("GET", f"{MILESTONES}({existing})"))["msdyn_name"] == "existing"
@@ -104,7 +125,8 @@ async def test_bulk_with_more_than_1000_targets_is_400(sim, line):
     """'Use bulk operation messages' (and DESIGN.md): at most 1000 targets per request; more is refused, nothing is written."""
     before = await count(sim, MILESTONES)
     r = await bulk(sim, "UpsertMultiple", [target(line, f"m{i}", 1) for i in range(1001)], expect=None)
-    assert "1000" in error_of(r, 400)
+    message = error_of(r, 400, INVALID_ARGUMENT)
+    assert "at most 1000 targets" in message and "1001" in message
     assert await count(sim, MILESTONES) == before
     assert (await bulk(sim, "UpsertMultiple", [target(line, f"m{i}", 1) for i in range(1000)])).status_code == 200
 
@@ -122,7 +144,9 @@ async def test_bulk_target_without_odata_type_is_400(sim, line):
 
 async def test_bulk_target_of_another_type_is_400(sim, line):
     """'Use bulk operation messages': the @odata.type must be the entity type of the set the action is bound to."""
-    r = await bulk(sim, "CreateMultiple", [target(line, "x", **{"@odata.type": "Microsoft.Dynamics.CRM.account"})], expect=None)
+    r = await bulk(
+        sim, "CreateMultiple", [target(line, "x", **{"@odata.type": "Microsoft.Dynamics.CRM.account"})], expect=None
+    )
     assert "Microsoft.Dynamics.CRM.account" in error_of(r, 400, BAD_PAYLOAD)
 
 
@@ -138,10 +162,19 @@ async def test_bulk_on_a_set_not_configured_for_it_is_400_pointing_to_batch(sim,
     assert (await sim.admin("PUT", "settings", json={"bulk_action_sets": []})).status_code == 200
     before = await count(sim, MILESTONES)
     r = await bulk(sim, "CreateMultiple", [target(line)], expect=None)
-    assert "$batch" in error_of(r, 400)
+    message = error_of(r, 400, NOT_SUPPORTED)
+    assert "'CreateMultiple' message is not supported" in message and "$batch" in message
     assert await count(sim, MILESTONES) == before
-    r = await bulk(sim, "CreateMultiple", [{"@odata.type": "Microsoft.Dynamics.CRM.account", "name": "Fabrikam"}], entity_set="accounts", expect=None)
-    error_of(r, 400)
+    accounts = await count(sim, "accounts")
+    r = await bulk(
+        sim,
+        "CreateMultiple",
+        [{"@odata.type": "Microsoft.Dynamics.CRM.account", "name": "Fabrikam"}],
+        entity_set="accounts",
+        expect=None,
+    )
+    assert "entities of type 'account'" in error_of(r, 400, NOT_SUPPORTED)
+    assert await count(sim, "accounts") == accounts
 
 
 # --- $batch -------------------------------------------------------------------------------------
@@ -152,7 +185,9 @@ async def test_batch_of_independent_requests(sim, line):
     parts = [
         request_part("POST", f"{DV}{MILESTONES}", milestone_payload(line, name="batched 1")),
         request_part("POST", f"http://sim.test{DV}{MILESTONES}", milestone_payload(line, name="batched 2")),
-        request_part("GET", f"{DV}{MILESTONES}?$select=msdyn_name&$filter=startswith(msdyn_name,'batched')&$orderby=msdyn_name"),
+        request_part(
+            "GET", f"{DV}{MILESTONES}?$select=msdyn_name&$filter=startswith(msdyn_name,'batched')&$orderby=msdyn_name"
+        ),
     ]
     r = await post_batch(sim, parts)
     assert r.status_code == 200
@@ -165,11 +200,14 @@ async def test_batch_of_independent_requests(sim, line):
 async def test_get_inside_a_batch(sim, line):
     """'Batch requests' / 'Use FetchXML within a batch request': GET requests can be sent in a batch (outside change sets)."""
     await bulk(sim, "CreateMultiple", [target(line, f"m{i}") for i in range(3)])
-    r = await post_batch(sim, [
-        request_part("GET", f"{MILESTONES}?$count=true&$top=1"),
-        request_part("GET", f"salesorderdetails({line['line_id']})?$select=msdyn_billingmethod"),
-        request_part("GET", "WhoAmI"),
-    ])
+    r = await post_batch(
+        sim,
+        [
+            request_part("GET", f"{MILESTONES}?$count=true&$top=1"),
+            request_part("GET", f"salesorderdetails({line['line_id']})?$select=msdyn_billingmethod"),
+            request_part("GET", "WhoAmI"),
+        ],
+    )
     first, second, third = parse_batch_response(r)
     assert first.json()["@odata.count"] == 3 and len(first.json()["value"]) == 1
     assert second.json()["msdyn_billingmethod"] == FIXED_PRICE
@@ -179,10 +217,12 @@ async def test_get_inside_a_batch(sim, line):
 async def test_changeset_succeeds_as_a_whole(sim, line):
     """'Change sets': a successful change set answers a nested multipart with one part per request, carrying each Content-ID."""
     before = await count(sim, MILESTONES)
-    cs = changeset_part([
-        request_part("POST", f"{DV}{MILESTONES}", milestone_payload(line, name="cs 1"), content_id="1"),
-        request_part("POST", f"{DV}{MILESTONES}", milestone_payload(line, name="cs 2"), content_id="2"),
-    ])
+    cs = changeset_part(
+        [
+            request_part("POST", f"{DV}{MILESTONES}", milestone_payload(line, name="cs 1"), content_id="1"),
+            request_part("POST", f"{DV}{MILESTONES}", milestone_payload(line, name="cs 2"), content_id="2"),
+        ]
+    )
     r = await post_batch(sim, [cs])
     assert r.status_code == 200
     (result,) = parse_batch_response(r)
@@ -194,10 +234,14 @@ async def test_changeset_succeeds_as_a_whole(sim, line):
 async def test_changeset_is_atomic(sim, line):
     """'Change sets': if any operation fails, completed ones are rolled back; the response is the failing request's error alone."""
     before = await count(sim, MILESTONES)
-    cs = changeset_part([
-        request_part("POST", f"{DV}{MILESTONES}", milestone_payload(line, name="rolled back"), content_id="1"),
-        request_part("POST", f"{DV}{MILESTONES}", {**milestone_payload(line), "msdyn_amount": "lots"}, content_id="2"),
-    ])
+    cs = changeset_part(
+        [
+            request_part("POST", f"{DV}{MILESTONES}", milestone_payload(line, name="rolled back"), content_id="1"),
+            request_part(
+                "POST", f"{DV}{MILESTONES}", {**milestone_payload(line), "msdyn_amount": "lots"}, content_id="2"
+            ),
+        ]
+    )
     r = await post_batch(sim, [cs])
     items = parse_batch_response(r)
     assert len(items) == 1 and isinstance(items[0], Part)
@@ -208,10 +252,12 @@ async def test_changeset_is_atomic(sim, line):
 
 async def test_content_id_reference_in_url(sim, line):
     """'Reference URIs in an operation': $1 in a later request's URL addresses the row created by Content-ID 1."""
-    cs = changeset_part([
-        request_part("POST", f"{DV}{MILESTONES}", milestone_payload(line, name="created"), content_id="1"),
-        request_part("PATCH", "$1", {"msdyn_name": "patched through $1"}, content_id="2"),
-    ])
+    cs = changeset_part(
+        [
+            request_part("POST", f"{DV}{MILESTONES}", milestone_payload(line, name="created"), content_id="1"),
+            request_part("PATCH", "$1", {"msdyn_name": "patched through $1"}, content_id="2"),
+        ]
+    )
     (result,) = parse_batch_response(await post_batch(sim, [cs]))
     assert [p.status for p in result.parts] == [204, 204]
     url = result.parts[0].headers["odata-entityid"]
@@ -222,10 +268,22 @@ async def test_content_id_reference_in_url(sim, line):
 async def test_content_id_reference_in_request_body(sim):
     """'Reference URIs in request body': "<nav>@odata.bind": "$1" binds to the row created earlier in the change set."""
     customer = body(await sim.dv("GET", "accounts?$top=1"))["value"][0]["accountid"]
-    cs = changeset_part([
-        request_part("POST", "salesorders", {"name": "Batch contract", "customerid_account@odata.bind": f"/accounts({customer})"}, content_id="1"),
-        request_part("POST", "salesorderdetails", {"lineitemnumber": 1, "msdyn_billingmethod": FIXED_PRICE, "salesorderid@odata.bind": "$1"}, content_id="2"),
-    ])
+    cs = changeset_part(
+        [
+            request_part(
+                "POST",
+                "salesorders",
+                {"name": "Batch contract", "customerid_account@odata.bind": f"/accounts({customer})"},
+                content_id="1",
+            ),
+            request_part(
+                "POST",
+                "salesorderdetails",
+                {"lineitemnumber": 1, "msdyn_billingmethod": FIXED_PRICE, "salesorderid@odata.bind": "$1"},
+                content_id="2",
+            ),
+        ]
+    )
     items = parse_batch_response(await post_batch(sim, [cs]))
     assert isinstance(items[0], ChangesetResponse), items[0]
     contract_url, line_url = (p.headers["odata-entityid"] for p in items[0].parts)
@@ -238,18 +296,27 @@ async def test_content_id_reference_in_request_body(sim):
 async def test_reference_to_an_undeclared_content_id_is_400(sim, line):
     """'Reference URIs in an operation': referencing a Content-ID not declared before answers 400; the change set writes nothing."""
     before = await count(sim, MILESTONES)
-    cs = changeset_part([
-        request_part("POST", f"{DV}{MILESTONES}", milestone_payload(line), content_id="1"),
-        request_part("PATCH", "$7", {"msdyn_name": "nowhere"}, content_id="2"),
-    ])
+    cs = changeset_part(
+        [
+            request_part("POST", f"{DV}{MILESTONES}", milestone_payload(line), content_id="1"),
+            request_part("PATCH", "$7", {"msdyn_name": "nowhere"}, content_id="2"),
+        ]
+    )
     (item,) = parse_batch_response(await post_batch(sim, [cs]))
-    part_error(item, 400)
-    cs = changeset_part([
-        request_part("POST", f"{DV}{MILESTONES}", milestone_payload(line), content_id="1"),
-        request_part("POST", f"{DV}{MILESTONES}", {**milestone_payload(line), "msdyn_ContractLineId@odata.bind": "$5"}, content_id="2"),
-    ])
+    assert "$7" in part_error(item, 400, BAD_PAYLOAD)
+    cs = changeset_part(
+        [
+            request_part("POST", f"{DV}{MILESTONES}", milestone_payload(line), content_id="1"),
+            request_part(
+                "POST",
+                f"{DV}{MILESTONES}",
+                {**milestone_payload(line), "msdyn_ContractLineId@odata.bind": "$5"},
+                content_id="2",
+            ),
+        ]
+    )
     (item,) = parse_batch_response(await post_batch(sim, [cs]))
-    assert "$5" in part_error(item, 400)
+    assert "Content-ID Reference: '$5' does not exist" in part_error(item, 400, BAD_PAYLOAD)
     assert await count(sim, MILESTONES) == before
 
 
@@ -279,7 +346,9 @@ async def test_requests_outside_a_changeset_are_not_rolled_back_when_a_later_one
     before the failing one stay done, and the rest are not processed."""
     before = await count(sim, MILESTONES)
     parts = _three_creates(line, first_bad=False)
-    parts[1] = request_part("POST", f"{DV}{MILESTONES}", {**milestone_payload(line, name="t2"), "msdyn_invoicestatus": "ready"})
+    parts[1] = request_part(
+        "POST", f"{DV}{MILESTONES}", {**milestone_payload(line, name="t2"), "msdyn_invoicestatus": "ready"}
+    )
     r = await post_batch(sim, parts)
     assert r.status_code == 400
     assert [i.status for i in parse_batch_response(r)] == [204, 400]
@@ -300,8 +369,10 @@ async def test_batch_continues_after_an_error_with_continue_on_error(sim, line):
 async def test_batch_with_more_than_1000_requests_is_400(sim, line):
     """'When to use batch requests': batch requests can contain up to 1,000 individual requests."""
     before = await count(sim, MILESTONES)
-    r = await post_batch(sim, [request_part("POST", MILESTONES, milestone_payload(line, name=f"m{i}")) for i in range(1001)])
-    assert "1000" in error_of(r, 400)
+    r = await post_batch(
+        sim, [request_part("POST", MILESTONES, milestone_payload(line, name=f"m{i}")) for i in range(1001)]
+    )
+    assert "The batch has 1001 requests; a $batch may carry at most 1000" in error_of(r, 400, BATCH_TOO_LARGE)
     assert await count(sim, MILESTONES) == before
     r = await post_batch(sim, [request_part("GET", "WhoAmI") for _ in range(1000)])
     assert r.status_code == 200 and len(parse_batch_response(r)) == 1000
@@ -309,21 +380,54 @@ async def test_batch_with_more_than_1000_requests_is_400(sim, line):
 
 async def test_changeset_members_count_towards_the_1000_limit(sim, line):
     """'When to use batch requests': the limit counts individual requests, including those inside change sets."""
-    cs = changeset_part([request_part("POST", MILESTONES, milestone_payload(line, name=f"m{i}"), content_id=str(i)) for i in range(1000)])
+    cs = changeset_part(
+        [
+            request_part("POST", MILESTONES, milestone_payload(line, name=f"m{i}"), content_id=str(i))
+            for i in range(1000)
+        ]
+    )
+    before = await count(sim, MILESTONES)
     r = await post_batch(sim, [cs, request_part("GET", "WhoAmI")])
-    error_of(r, 400)
+    assert "The batch has 1001 requests" in error_of(r, 400, BATCH_TOO_LARGE)
+    assert await count(sim, MILESTONES) == before
 
 
-async def test_batch_cannot_contain_a_batch(sim):
-    """'When to use batch requests': batch requests can't contain other batch requests."""
-    r = await post_batch(sim, [request_part("POST", "$batch", "")], headers={"Prefer": "odata.continue-on-error"})
-    (item,) = parse_batch_response(r)
-    part_error(item, 400)
+async def test_batch_cannot_contain_a_batch(sim, line):
+    """'When to use batch requests': batch requests can't contain other batch requests. The inner batch is otherwise
+    valid (its URL is the $batch endpoint, its body a well-formed multipart with a create in it), so the 400 can only
+    come from the nesting, and the create inside it never runs."""
+    before = await count(sim, MILESTONES)
+    inner_body, inner_type = batch_body(
+        [request_part("POST", MILESTONES, milestone_payload(line, name="nested"))], boundary="batch_inner"
+    )
+    nested = CRLF.join(
+        [
+            "Content-Type: application/http",
+            "Content-Transfer-Encoding: binary",
+            "",
+            f"POST {DV}$batch HTTP/1.1",
+            f"Content-Type: {inner_type}",
+            "",
+            inner_body.decode(),
+        ]
+    )
+    r = await post_batch(sim, [nested, request_part("GET", "WhoAmI")], headers={"Prefer": "odata.continue-on-error"})
+    assert r.status_code == 200
+    nested_item, whoami = parse_batch_response(r)
+    assert part_error(nested_item, 400, BAD_PAYLOAD) == "A $batch cannot contain another $batch."
+    assert whoami.status == 200
+    assert await count(sim, MILESTONES) == before
+    assert await count(sim, MILESTONES, "msdyn_name eq 'nested'") == 0
 
 
 async def test_malformed_batch_body_is_400(sim):
     """OData 4.0 §11.7.2: the batch body is multipart/mixed with the boundary of its Content-Type."""
-    r = await sim.dv("POST", "$batch", content=b"--batch_X\r\nContent-Type: application/http\r\n\r\nGET WhoAmI HTTP/1.1\r\n\r\n--batch_X--\r\n", headers={"Content-Type": "multipart/mixed; boundary=batch_Y"})
+    r = await sim.dv(
+        "POST",
+        "$batch",
+        content=b"--batch_X\r\nContent-Type: application/http\r\n\r\nGET WhoAmI HTTP/1.1\r\n\r\n--batch_X--\r\n",
+        headers={"Content-Type": "multipart/mixed; boundary=batch_Y"},
+    )
     error_of(r, 400, BAD_PAYLOAD)
 
 
@@ -343,16 +447,21 @@ async def test_request_log_shows_the_inner_requests_of_a_batch(sim, line):
 async def test_request_log_of_a_failed_changeset_shows_what_ran(sim, line):
     """Simulator request log: inner requests of a failed change set are logged with their statuses; nothing after them ran."""
     seq = max([e["seq"] for e in await sim.log()] or [0])
-    cs = changeset_part([
-        request_part("POST", MILESTONES, milestone_payload(line), content_id="1"),
-        request_part("DELETE", f"{MILESTONES}({uuid.uuid4()})", content_id="2"),
-    ])
+    cs = changeset_part(
+        [
+            request_part("POST", MILESTONES, milestone_payload(line), content_id="1"),
+            request_part("DELETE", f"{MILESTONES}({uuid.uuid4()})", content_id="2"),
+        ]
+    )
     r = await post_batch(sim, [cs, request_part("GET", "WhoAmI")])
     assert r.status_code == 404
     entries = await sim.log(seq)
     outer = next(e for e in entries if e["path"].endswith("$batch"))
     assert outer["status"] == 404
-    assert [(e["method"], e["status"]) for e in entries if e.get("batch") == outer["seq"]] == [("POST", 204), ("DELETE", 404)]
+    assert [(e["method"], e["status"]) for e in entries if e.get("batch") == outer["seq"]] == [
+        ("POST", 204),
+        ("DELETE", 404),
+    ]
 
 
 async def test_read_only_identity_gets_403_inside_a_batch(sim, line):
@@ -361,7 +470,8 @@ async def test_read_only_identity_gets_403_inside_a_batch(sim, line):
     r = await post_batch(
         sim,
         [request_part("GET", "WhoAmI"), request_part("POST", MILESTONES, milestone_payload(line))],
-        headers={"Prefer": "odata.continue-on-error"}, who=READER,
+        headers={"Prefer": "odata.continue-on-error"},
+        who=READER,
     )
     ok, denied = parse_batch_response(r)
     assert ok.status == 200
@@ -371,7 +481,14 @@ async def test_read_only_identity_gets_403_inside_a_batch(sim, line):
 
 async def test_return_representation_inside_a_batch(sim, line):
     """'Create with data returned' inside a batch: the inner request's Prefer header applies to that request."""
-    r = await post_batch(sim, [request_part("POST", MILESTONES, milestone_payload(line, name="shown"), headers={"Prefer": "return=representation"})])
+    r = await post_batch(
+        sim,
+        [
+            request_part(
+                "POST", MILESTONES, milestone_payload(line, name="shown"), headers={"Prefer": "return=representation"}
+            )
+        ],
+    )
     (item,) = parse_batch_response(r)
     assert item.status == 201 and item.json()["msdyn_name"] == "shown"
 
@@ -381,10 +498,12 @@ async def test_socket_batch_with_changeset_and_get(socket_sim):
     """'Execute batch operations' over a real HTTP connection: a change set with a $1 reference, then a GET."""
     fp = await line_by_method(socket_sim, FIXED_PRICE)
     base = str(socket_sim.client.base_url).rstrip("/")
-    cs = changeset_part([
-        request_part("POST", f"{base}{DV}{MILESTONES}", milestone_payload(fp, name="socket 1"), content_id="1"),
-        request_part("PATCH", "$1", {"msdyn_amount": 42}, content_id="2"),
-    ])
+    cs = changeset_part(
+        [
+            request_part("POST", f"{base}{DV}{MILESTONES}", milestone_payload(fp, name="socket 1"), content_id="1"),
+            request_part("PATCH", "$1", {"msdyn_amount": 42}, content_id="2"),
+        ]
+    )
     r = await post_batch(socket_sim, [cs, request_part("GET", f"{DV}{MILESTONES}?$filter=msdyn_name eq 'socket 1'")])
     assert r.status_code == 200
     changeset, query = parse_batch_response(r)
@@ -392,5 +511,7 @@ async def test_socket_batch_with_changeset_and_get(socket_sim):
     assert changeset.parts[0].headers["odata-entityid"].startswith(base + DV)
     (row,) = query.json()["value"]
     assert row["msdyn_amount"] == Decimal(42)
-    not_found = parse_batch_response(await post_batch(socket_sim, [request_part("GET", f"{MILESTONES}({uuid.uuid4()})")]))[0]
+    not_found = parse_batch_response(
+        await post_batch(socket_sim, [request_part("GET", f"{MILESTONES}({uuid.uuid4()})")])
+    )[0]
     part_error(not_found, 404, NOT_FOUND)

@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import READER, fixed_price_line
 from tests.sim.dataverse_helpers import (
     CREATED,
+    INVALID_ARGUMENT,
     MILESTONE_KEY,
     MILESTONES,
     NOT_FOUND,
@@ -48,7 +49,12 @@ def lines(sim) -> list[dict]:
 
 
 async def add(sim, line: dict, amount: str, status: int = READY, name: str = "Milestone") -> str:
-    r = await sim.dv("POST", MILESTONES, content=milestone_json(line, amount, name=name, status=status), headers={"Content-Type": "application/json"})
+    r = await sim.dv(
+        "POST",
+        MILESTONES,
+        content=milestone_json(line, amount, name=name, status=status),
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 204, r.text
     return r.headers["OData-EntityId"][-37:-1]
 
@@ -70,8 +76,10 @@ async def test_create_invoice_covers_exactly_the_ready_milestones_of_the_contrac
     one invoice line per contract line; those milestones become Customer invoice created (192350002)."""
     l0, l1, l2, other = lines
     ready = {
-        await add(sim, l0, "0.10"): l0, await add(sim, l0, "1234567.89"): l0,
-        await add(sim, l1, "0.0001"): l1, await add(sim, l1, "250.25"): l1,
+        await add(sim, l0, "0.10"): l0,
+        await add(sim, l0, "1234567.89"): l0,
+        await add(sim, l1, "0.0001"): l1,
+        await add(sim, l1, "250.25"): l1,
     }
     not_ready = await add(sim, l2, "999", status=NOT_READY)
     elsewhere = await add(sim, other, "777")
@@ -154,10 +162,25 @@ async def test_an_invoiced_milestone_cannot_be_changed_or_deleted(sim, lines, st
     if stage == "posted":
         assert (await confirm(sim, invoice_id)).status_code == 204
     expected = CREATED if stage == "created" else POSTED
-    for method, kw in (("PATCH", {"json": {"msdyn_amount": 1}}), ("PATCH", {"json": {"msdyn_invoicestatus": READY}}), ("DELETE", {})):
-        assert "cannot be changed" in error_of(await sim.dv(method, f"{MILESTONES}({key})", **kw), 400)
-    r = await sim.dv("POST", f"{MILESTONES}/{NS}.UpsertMultiple", json={"Targets": [{"@odata.type": f"{NS}.msdyn_contractlinescheduleofvalue", MILESTONE_KEY: key, "msdyn_name": "sneaky"}]})
-    error_of(r, 400)
+    for method, kw in (
+        ("PATCH", {"json": {"msdyn_amount": 1}}),
+        ("PATCH", {"json": {"msdyn_invoicestatus": READY}}),
+        ("DELETE", {}),
+    ):
+        assert "cannot be changed" in error_of(
+            await sim.dv(method, f"{MILESTONES}({key})", **kw), 400, INVALID_ARGUMENT
+        )
+    r = await sim.dv(
+        "POST",
+        f"{MILESTONES}/{NS}.UpsertMultiple",
+        json={
+            "Targets": [
+                {"@odata.type": f"{NS}.msdyn_contractlinescheduleofvalue", MILESTONE_KEY: key, "msdyn_name": "sneaky"}
+            ]
+        },
+    )
+    message = error_of(r, 400, INVALID_ARGUMENT)
+    assert "UpsertMultiple target 0" in message and "already on a customer invoice" in message
     row = body(await sim.dv("GET", f"{MILESTONES}({key})"))
     assert (row["msdyn_name"], row["msdyn_amount"], row["msdyn_invoicestatus"]) == ("Invoiced", Decimal(100), expected)
 
@@ -165,7 +188,11 @@ async def test_an_invoiced_milestone_cannot_be_changed_or_deleted(sim, lines, st
 async def test_renamed_actions_work_and_old_names_are_404(sim, lines):
     """DESIGN.md: the action names are settings of the environment; after renaming, the new names work and the old ones
     answer 404 'Resource not found for the segment ...'."""
-    r = await sim.admin("PUT", "settings", json={"invoice_create_action": "contoso_CreateInvoices", "invoice_confirm_action": "contoso_ConfirmInvoice"})
+    r = await sim.admin(
+        "PUT",
+        "settings",
+        json={"invoice_create_action": "contoso_CreateInvoices", "invoice_confirm_action": "contoso_ConfirmInvoice"},
+    )
     assert r.status_code == 200 and r.json()["invoice_create_action"] == "contoso_CreateInvoices"
     key = await add(sim, lines[0], "12.34")
     message = error_of(await create_invoice(sim, lines[0]["contract_id"]), 404, URI_ERROR)
@@ -183,7 +210,9 @@ async def test_renamed_actions_work_and_old_names_are_404(sim, lines):
 async def test_invoice_actions_need_write_privilege(sim, lines):
     """'Security roles and privileges': the read-only identity gets 403 (0x80040220) on the actions; nothing changes."""
     key = await add(sim, lines[0], "10")
-    r = await sim.dv("POST", f"salesorders({lines[0]['contract_id']})/{NS}.msdyn_NewInvoiceContract", who=READER, json={})
+    r = await sim.dv(
+        "POST", f"salesorders({lines[0]['contract_id']})/{NS}.msdyn_NewInvoiceContract", who=READER, json={}
+    )
     error_of(r, 403, PRIVILEGE)
     assert await count(sim, "invoices") == 0
     assert await status_of(sim, key) == READY

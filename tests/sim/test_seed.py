@@ -37,16 +37,22 @@ from cutover.sim.seed import (
 )
 
 TINY = Scale(
-    legal_entities=3, customers=7, contracts=5, fixed_price_lines_per_contract=2, tm_lines_per_contract=1,
-    invoiced_milestones=12, uninvoiced_milestones=5, ar_transactions=30, gl_lines=151,
+    legal_entities=3,
+    customers=7,
+    contracts=5,
+    fixed_price_lines_per_contract=2,
+    tm_lines_per_contract=1,
+    invoiced_milestones=12,
+    uninvoiced_milestones=5,
+    ar_transactions=30,
+    gl_lines=151,
 )
 
 
 def _seed(tmp_path: Path, name: str, scale: Scale = SCALES["small"], seed: int = 7, **kw):
     conn = store.connect(tmp_path / f"{name}.db")
     extract = tmp_path / f"{name}.csv"
-    summary = seed_world(conn, scale, seed=seed, scale_name=kw.pop("scale_name", "small"),
-                         extract_path=extract, **kw)
+    summary = seed_world(conn, scale, seed=seed, scale_name=kw.pop("scale_name", "small"), extract_path=extract, **kw)
     return conn, extract, summary
 
 
@@ -109,8 +115,9 @@ def test_same_seed_same_world_in_a_fresh_interpreter(tmp_path):
     )
     (tmp_path / "tiny_args.py").write_text(f"TINY_ARGS = {TINY.__dict__!r}\n")
     env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=str(tmp_path))
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "there.db"), str(there_csv)],
-                   check=True, env=env, cwd=tmp_path)
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "there.db"), str(there_csv)], check=True, env=env, cwd=tmp_path
+    )
     assert here_csv.read_bytes() == there_csv.read_bytes()
 
 
@@ -124,8 +131,12 @@ def test_different_seed_gives_a_different_environment(tmp_path):
     assert store.get_setting(b_conn, "organization_id") == organization_id(2)
     assert a_csv.read_bytes() != b_csv.read_bytes()
     ha, hb = _table_hashes(a_conn), _table_hashes(b_conn)
-    for table in ("dv_salesorders", "dv_salesorderdetails", "fno_CustTransactions",
-                  "fno_GeneralJournalAccountEntryBiEntities"):
+    for table in (
+        "dv_salesorders",
+        "dv_salesorderdetails",
+        "fno_CustTransactions",
+        "fno_GeneralJournalAccountEntryBiEntities",
+    ):
         assert ha[table] != hb[table], table
     ids_a = {r[0] for r in a_conn.execute("SELECT salesorderid FROM dv_salesorders")}
     ids_b = {r[0] for r in b_conn.execute("SELECT salesorderid FROM dv_salesorders")}
@@ -178,7 +189,9 @@ def test_counts_match_the_scale(tmp_path, scale_name):
     statuses = Counter(r["legacy_status"] for r in rows)
     assert statuses == {"Invoiced": scale.invoiced_milestones, "NotInvoiced": scale.uninvoiced_milestones}
     assert (summary.invoiced_milestones, summary.uninvoiced_milestones) == (
-        scale.invoiced_milestones, scale.uninvoiced_milestones)
+        scale.invoiced_milestones,
+        scale.uninvoiced_milestones,
+    )
     assert summary.scale == scale_name and summary.extract_path == str(extract)
 
 
@@ -249,10 +262,13 @@ def test_gl_balances_with_an_odd_line_count(tmp_path):
     scale = replace(TINY, gl_lines=61)  # exactly 2 x 30 AR mirrors + 1
     conn, _, summary = _seed(tmp_path, "odd", scale)
     assert _count(conn, "fno_GeneralJournalAccountEntryBiEntities") == 61
-    assert conn.execute(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM fno_GeneralJournalAccountEntryBiEntities GROUP BY GeneralJournalEntry "
-        "HAVING SUM(AccountingCurrencyAmount) != 0)"
-    ).fetchone()[0] == 0
+    assert (
+        conn.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM fno_GeneralJournalAccountEntryBiEntities GROUP BY GeneralJournalEntry "
+            "HAVING SUM(AccountingCurrencyAmount) != 0)"
+        ).fetchone()[0]
+        == 0
+    )
     assert summary.ar_transactions_with_gl == 29
 
 
@@ -262,12 +278,14 @@ def test_ar_control_account_equals_the_ar_subledger(world):
     consistent baseline."""
     conn, _, _ = world
     sub = dict(conn.execute("SELECT UPPER(dataAreaId), SUM(AmountMst) FROM fno_CustTransactions GROUP BY 1"))
-    gl = dict(conn.execute(
-        "SELECT e.SubledgerVoucherDataAreaId, SUM(l.AccountingCurrencyAmount) "
-        "FROM fno_GeneralJournalAccountEntryBiEntities l "
-        "JOIN fno_GeneralJournalEntryBiEntities e ON e.SourceKey = l.GeneralJournalEntry "
-        "WHERE l.MainAccount = '130100' GROUP BY 1"
-    ))
+    gl = dict(
+        conn.execute(
+            "SELECT e.SubledgerVoucherDataAreaId, SUM(l.AccountingCurrencyAmount) "
+            "FROM fno_GeneralJournalAccountEntryBiEntities l "
+            "JOIN fno_GeneralJournalEntryBiEntities e ON e.SourceKey = l.GeneralJournalEntry "
+            "WHERE l.MainAccount = '130100' GROUP BY 1"
+        )
+    )
     assert sub and sub == gl
 
 
@@ -309,12 +327,17 @@ def test_money_is_whole_cents_and_dates_are_iso(world):
     as the schema promises every reader."""
     conn, _, _ = world
     assert MONEY_SCALE == 10_000
-    for table, col in (("dv_salesorderdetails", "extendedamount"),
-                       ("fno_GeneralJournalAccountEntryBiEntities", "AccountingCurrencyAmount"),
-                       ("fno_GeneralJournalAccountEntryBiEntities", "TransactionCurrencyAmount")):
+    for table, col in (
+        ("dv_salesorderdetails", "extendedamount"),
+        ("fno_GeneralJournalAccountEntryBiEntities", "AccountingCurrencyAmount"),
+        ("fno_GeneralJournalAccountEntryBiEntities", "TransactionCurrencyAmount"),
+    ):
         assert _count(conn, table, f"typeof({col}) != 'integer' OR {col} % 100 != 0") == 0, (table, col)
-    bad = [d for (d,) in conn.execute("SELECT AccountingDate FROM fno_GeneralJournalEntryBiEntities")
-           if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T12:00:00Z", d) or d[:10] >= WORLD_DATE.isoformat()]
+    bad = [
+        d
+        for (d,) in conn.execute("SELECT AccountingDate FROM fno_GeneralJournalEntryBiEntities")
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T12:00:00Z", d) or d[:10] >= WORLD_DATE.isoformat()
+    ]
     assert bad == []
 
 
@@ -417,7 +440,8 @@ def test_invoiced_sum_per_line_within_line_value(world):
     the line value, so migrating the invoiced ones can never over-bill a line."""
     conn, extract, _ = world
     value = {
-        (n, ln): v for n, ln, v in conn.execute(
+        (n, ln): v
+        for n, ln, v in conn.execute(
             "SELECT o.ordernumber, d.lineitemnumber, d.extendedamount FROM dv_salesorderdetails d "
             "JOIN dv_salesorders o ON o.salesorderid = d._salesorderid_value"
         )
@@ -481,7 +505,7 @@ def test_a_failed_seed_leaves_nothing_behind(tmp_path):
         if stage == "gl":
             raise RuntimeError("interrupted")
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="interrupted"):
         seed_world(conn, TINY, seed=3, extract_path=extract, progress=boom)
     assert _count(conn, "dv_salesorders") == 0 and _count(conn, "fno_CustTransactions") == 0
     assert store.get_setting(conn, "organization_id") is None

@@ -135,12 +135,20 @@ async def test_clearing_faults_restores_normal_service(sim):
     assert await statuses(sim, 2) == [200, 200]
 
 
-@pytest.mark.parametrize("body", [{"throttle": 0.5}, {"script": ["timeout"]}])
-async def test_unknown_fault_settings_are_refused(sim, body):
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"throttle": 0.5}, "Unknown fault setting(s) throttle; known:"),
+        ({"script": ["timeout"]}, "unknown fault 'timeout' in script"),
+    ],
+)
+async def test_unknown_fault_settings_are_refused(sim, body, fragment):
     """A misspelt fault or an unknown scripted outcome is a 400, not silently ignored."""
+    before = (await sim.admin("GET", "faults")).json()
     r = await sim.admin("PUT", "faults", json=body)
-    assert r.status_code == 400
-    assert (await sim.admin("GET", "faults")).json()["script"] == []
+    assert r.status_code == 400 and r.json()["error"]["code"] == "0x80040203"
+    assert fragment in r.json()["error"]["message"]
+    assert (await sim.admin("GET", "faults")).json() == before
 
 
 # --- over a real socket ---------------------------------------------------------------------
