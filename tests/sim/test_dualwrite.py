@@ -28,7 +28,9 @@ READY, CREATED, POSTED = 192350001, 192350002, 192350003
 def transstatus_mapping(direction: str = "dataverse_to_fno") -> dict:
     """Step 3 of the procedure: TRANSSTATUS <= msdyn_invoicestatus, ValueMap 4 <= 192350001."""
     return {
-        "fno_field": "TRANSSTATUS", "dataverse_field": "msdyn_invoicestatus", "direction": direction,
+        "fno_field": "TRANSSTATUS",
+        "dataverse_field": "msdyn_invoicestatus",
+        "direction": direction,
         "transform": {"type": "ValueMap", "values": {"4": "192350001"}},
     }
 
@@ -43,8 +45,15 @@ async def make_cutover_version(sim: SimHarness, direction: str = "dataverse_to_f
     """Procedure steps 2-4: stop, refresh tables, add the TRANSSTATUS mapping, save as, start."""
     await op(sim, MILESTONES, "stop")
     await op(sim, MILESTONES, "refresh-tables")
-    await op(sim, MILESTONES, "save-as", version=version, description="Cutover version", publisher="Default publisher",
-             add_mappings=[transstatus_mapping(direction)])
+    await op(
+        sim,
+        MILESTONES,
+        "save-as",
+        version=version,
+        description="Cutover version",
+        publisher="Default publisher",
+        add_mappings=[transstatus_mapping(direction)],
+    )
     await op(sim, MILESTONES, "start")
 
 
@@ -188,7 +197,10 @@ async def test_paused_map_queues_and_applies_in_order_once_on_resume(sim):
     """Paused: changes queue up and apply on resume (DESIGN): nothing in F&O while paused; on resume
     each milestone lands once, in the order written, with its latest values."""
     await op(sim, MILESTONES, "pause")
-    ids = [await create_milestone(sim, fixed_price_line(sim.conn, i), name=f"Paused {i}", amount=100 * (i + 1)) for i in range(3)]
+    ids = [
+        await create_milestone(sim, fixed_price_line(sim.conn, i), name=f"Paused {i}", amount=100 * (i + 1))
+        for i in range(3)
+    ]
     r = await sim.dv("PATCH", f"{MILESTONES}({ids[0]})", json={"msdyn_amount": 999})
     assert r.status_code == 204
     assert await fno_milestones(sim) == {}
@@ -239,8 +251,13 @@ async def test_the_correct_procedure_leaves_ar_and_gl_exactly_unchanged(sim):
     before = await books(sim)
     await make_cutover_version(sim)
     lines = [fixed_price_line(sim.conn, i) for i in (0, 1, 3, 4)]  # two contracts, two companies
-    ids = [await create_milestone(sim, line, name=f"Invoiced {i}", amount=Decimal("1000.25") * (i + 1)) for i, line in enumerate(lines)]
-    assert {mid: row["TransStatus"] for mid, row in (await fno_milestones(sim)).items()} == dict.fromkeys(ids, "Invoiced")
+    ids = [
+        await create_milestone(sim, line, name=f"Invoiced {i}", amount=Decimal("1000.25") * (i + 1))
+        for i, line in enumerate(lines)
+    ]
+    assert {mid: row["TransStatus"] for mid, row in (await fno_milestones(sim)).items()} == dict.fromkeys(
+        ids, "Invoiced"
+    )
 
     for name in THREE_MAPS:
         await op(sim, name, "stop")
@@ -254,7 +271,9 @@ async def test_the_correct_procedure_leaves_ar_and_gl_exactly_unchanged(sim):
     after = await books(sim)
     assert after == before
     assert await dv_statuses(sim, ids) == [POSTED] * 4
-    assert {mid: row["TransStatus"] for mid, row in (await fno_milestones(sim)).items()} == dict.fromkeys(ids, "Invoiced")
+    assert {mid: row["TransStatus"] for mid, row in (await fno_milestones(sim)).items()} == dict.fromkeys(
+        ids, "Invoiced"
+    )
     summary = (await sim.admin("GET", "")).json()["maps"]
     assert summary[MILESTONES] == {"state": "Running", "active_version": "1.0.0.5"}
     assert all(summary[name]["state"] == "Running" for name in THREE_MAPS)
@@ -298,7 +317,10 @@ async def test_invoices_map_left_running_posts_a_customer_invoice(sim):
     (entry,) = _new(before, after, "entry_keys")
     gl = await fno_rows(sim, f"GeneralJournalAccountEntryBiEntities?$filter=GeneralJournalEntry eq {entry}")
     assert {row["SourceKey"] for row in gl} == _new(before, after, "gl_keys")
-    assert sorted((row["MainAccount"], row["AccountingCurrencyAmount"]) for row in gl) == [("130100", total), ("401100", -total)]
+    assert sorted((row["MainAccount"], row["AccountingCurrencyAmount"]) for row in gl) == [
+        ("130100", total),
+        ("401100", -total),
+    ]
     assert after["gl_sum"] == before["gl_sum"]
     (header,) = await fno_rows(sim, f"GeneralJournalEntryBiEntities?$filter=SourceKey eq {entry}")
     assert header["SubledgerVoucher"] == ar_row["Voucher"]
@@ -326,8 +348,14 @@ async def test_a_foreign_currency_invoice_posts_in_both_currencies(sim):
     assert ar_row["CurrencyCode"] == "EUR"
     assert ar_row["AmountCur"] == total
     assert ar_row["AmountMst"] == expected_mst != total
-    gl = await fno_rows(sim, f"GeneralJournalAccountEntryBiEntities?$filter=GeneralJournalEntry eq {next(iter(_new(before, after, 'entry_keys')))}")
-    assert sorted((row["MainAccount"], row["AccountingCurrencyAmount"]) for row in gl) == [("130100", expected_mst), ("401100", -expected_mst)]
+    gl = await fno_rows(
+        sim,
+        f"GeneralJournalAccountEntryBiEntities?$filter=GeneralJournalEntry eq {next(iter(_new(before, after, 'entry_keys')))}",
+    )
+    assert sorted((row["MainAccount"], row["AccountingCurrencyAmount"]) for row in gl) == [
+        ("130100", expected_mst),
+        ("401100", -expected_mst),
+    ]
 
 
 async def test_a_posting_continues_the_seeded_numbering(sim):
@@ -427,7 +455,10 @@ async def test_configuring_a_running_map_is_refused(sim, operation, body):
     assert "Stop" in r.json()["error"]["message"]
     after = await map_state(sim, MILESTONES)
     assert (after["active_version"], after["tables_refreshed_at"], len(after["versions"])) == (
-        before["active_version"], before["tables_refreshed_at"], len(before["versions"]))
+        before["active_version"],
+        before["tables_refreshed_at"],
+        len(before["versions"]),
+    )
 
 
 async def test_configuring_a_paused_map_is_refused(sim):
@@ -439,7 +470,15 @@ async def test_configuring_a_paused_map_is_refused(sim):
 async def test_save_as_an_existing_version_is_refused(sim):
     """Save as needs a new version number: reusing the original's is a 409."""
     await op(sim, MILESTONES, "stop")
-    await op(sim, MILESTONES, "save-as", expect=409, version="1.0.0.5", description="cutover", add_mappings=[transstatus_mapping()])
+    await op(
+        sim,
+        MILESTONES,
+        "save-as",
+        expect=409,
+        version="1.0.0.5",
+        description="cutover",
+        add_mappings=[transstatus_mapping()],
+    )
     assert [v["version"] for v in (await map_state(sim, MILESTONES))["versions"]] == ["1.0.0.5"]
 
 
@@ -473,7 +512,11 @@ async def test_selecting_an_unknown_version_is_a_404(sim):
     "mapping",
     [
         {"fno_field": "TRANSSTATUS", "dataverse_field": "msdyn_invoicestatus", "direction": "sideways"},
-        {"fno_field": "TRANSSTATUS", "dataverse_field": "msdyn_invoicestatus", "transform": {"type": "Default", "value": "4"}},
+        {
+            "fno_field": "TRANSSTATUS",
+            "dataverse_field": "msdyn_invoicestatus",
+            "transform": {"type": "Default", "value": "4"},
+        },
         {"fno_field": "TRANSSTATUS"},
     ],
 )
@@ -505,7 +548,9 @@ async def test_dual_write_project_configurations_mirror_map_states(sim):
     await op(sim, MILESTONES, "stop")
     await op(sim, ACTUALS, "pause")
     assert await status() == {names[MILESTONES]: "Disabled", names[ACTUALS]: "Queueing", names[INVOICES]: "Enabled"}
-    r = await sim.fno("DualWriteProjectConfigurations?$filter=Status eq Microsoft.Dynamics.DataEntities.DualWriteProjectStatus'Disabled'")
+    r = await sim.fno(
+        "DualWriteProjectConfigurations?$filter=Status eq Microsoft.Dynamics.DataEntities.DualWriteProjectStatus'Disabled'"
+    )
     assert [row["ProjectName"] for row in r.json()["value"]] == [names[MILESTONES]]
     await op(sim, MILESTONES, "start")
     await op(sim, ACTUALS, "resume")
@@ -523,8 +568,15 @@ async def test_the_event_list_records_each_step(sim):
     events = (await sim.admin("GET", f"maps/events?since={since}")).json()
     assert all(e["map"] == MILESTONES for e in events)
     assert [e["event"] for e in events] == [
-        "stopped", "tables-refreshed", "saved-as", "initializing", "started",
-        "stopped", "version-selected", "initializing", "started",
+        "stopped",
+        "tables-refreshed",
+        "saved-as",
+        "initializing",
+        "started",
+        "stopped",
+        "version-selected",
+        "initializing",
+        "started",
     ]
     assert "1.0.0.6" in events[2]["detail"] and "Cutover version" in events[2]["detail"]
 

@@ -24,11 +24,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 
-from tests.certificates import self_signed
-
 from cutover.sim import auth as sim_auth
 from cutover.sim import identity_platform as ip
-
+from tests.certificates import self_signed
 from tests.conftest import DV, WRITER
 
 TENANT = ip.DEFAULT_TENANT_ID
@@ -44,8 +42,15 @@ async def _token(sim, form: dict, tenant: str = TENANT, **kw):
     return await sim.client.post(f"{LOGIN}/{tenant}/oauth2/v2.0/token", data=form, **kw)
 
 
-async def _device_code(sim, client_id: str = WRITER[0], scope: str = "https://org.test/.default openid profile offline_access", tenant: str = TENANT):
-    return await sim.client.post(f"{LOGIN}/{tenant}/oauth2/v2.0/devicecode", data={"client_id": client_id, "scope": scope})
+async def _device_code(
+    sim,
+    client_id: str = WRITER[0],
+    scope: str = "https://org.test/.default openid profile offline_access",
+    tenant: str = TENANT,
+):
+    return await sim.client.post(
+        f"{LOGIN}/{tenant}/oauth2/v2.0/devicecode", data={"client_id": client_id, "scope": scope}
+    )
 
 
 async def _whoami(sim, access_token: str):
@@ -92,25 +97,49 @@ async def test_an_unknown_tenant_is_aadsts90002(sim):
     r = await sim.client.get(f"{LOGIN}/fabrikam.onmicrosoft.com/v2.0/.well-known/openid-configuration")
     body = _assert_error(r, 400, "invalid_tenant", 90002)
     assert "Tenant 'fabrikam.onmicrosoft.com' not found" in body["error_description"]
-    r = await _token(sim, {"grant_type": "client_credentials", "client_id": WRITER[0], "client_secret": WRITER[1], "scope": "https://x/.default"}, tenant="fabrikam.onmicrosoft.com")
+    r = await _token(
+        sim,
+        {
+            "grant_type": "client_credentials",
+            "client_id": WRITER[0],
+            "client_secret": WRITER[1],
+            "scope": "https://x/.default",
+        },
+        tenant="fabrikam.onmicrosoft.com",
+    )
     _assert_error(r, 400, "invalid_request", 90002)
 
 
 async def test_tenants_are_a_setting(sim):
     other = str(uuid.uuid4())
-    r = await sim.client.put(f"{LOGIN}/settings", json={"tenants": [{"id": other, "domain": "fabrikam.onmicrosoft.com"}]})
+    r = await sim.client.put(
+        f"{LOGIN}/settings", json={"tenants": [{"id": other, "domain": "fabrikam.onmicrosoft.com"}]}
+    )
     assert r.status_code == 200 and r.json()["tenants"] == [{"id": other, "domain": "fabrikam.onmicrosoft.com"}]
-    assert (await sim.client.get(f"{LOGIN}/fabrikam.onmicrosoft.com/v2.0/.well-known/openid-configuration")).status_code == 200
-    assert (await sim.client.get(f"{LOGIN}/{ip.DEFAULT_TENANT_DOMAIN}/v2.0/.well-known/openid-configuration")).status_code == 400
+    assert (
+        await sim.client.get(f"{LOGIN}/fabrikam.onmicrosoft.com/v2.0/.well-known/openid-configuration")
+    ).status_code == 200
+    assert (
+        await sim.client.get(f"{LOGIN}/{ip.DEFAULT_TENANT_DOMAIN}/v2.0/.well-known/openid-configuration")
+    ).status_code == 400
     bad = await sim.client.put(f"{LOGIN}/settings", json={"tenant": "x"})
     assert bad.status_code == 400 and "Unknown setting" in bad.json()["error"]["message"]
 
 
 async def test_instance_discovery_lists_the_aliases(sim):
-    r = await sim.client.get(f"{LOGIN}/common/discovery/instance", params={"api-version": "1.1", "authorization_endpoint": f"https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/authorize"})
+    r = await sim.client.get(
+        f"{LOGIN}/common/discovery/instance",
+        params={
+            "api-version": "1.1",
+            "authorization_endpoint": f"https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/authorize",
+        },
+    )
     assert r.status_code == 200
     body = r.json()
-    assert body["tenant_discovery_endpoint"] == f"https://login.microsoftonline.com/{TENANT}/v2.0/.well-known/openid-configuration"
+    assert (
+        body["tenant_discovery_endpoint"]
+        == f"https://login.microsoftonline.com/{TENANT}/v2.0/.well-known/openid-configuration"
+    )
     assert "login.microsoftonline.com" in body["metadata"][0]["aliases"]
 
 
@@ -123,14 +152,25 @@ async def test_interactive_sign_in_is_refused_with_a_pointer_to_device_code(sim)
 
 
 def _cc(secret: str = WRITER[1], client_id: str = WRITER[0], scope: str = "https://org.test/.default") -> dict:
-    return {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret, "scope": scope, "client_info": "1"}
+    return {
+        "grant_type": "client_credentials",
+        "client_id": client_id,
+        "client_secret": secret,
+        "scope": scope,
+        "client_info": "1",
+    }
 
 
 async def test_client_secret_gives_a_token_the_api_accepts(sim):
     r = await _token(sim, _cc())
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["token_type"] == "Bearer" and body["expires_in"] > 0 and "refresh_token" not in body and "client_info" not in body
+    assert (
+        body["token_type"] == "Bearer"
+        and body["expires_in"] > 0
+        and "refresh_token" not in body
+        and "client_info" not in body
+    )
     who = await _whoami(sim, body["access_token"])
     assert who.status_code == 200
     assert who.json()["UserId"] == str(uuid.uuid5(sim_auth.USER_NAMESPACE, WRITER[0]))
@@ -138,7 +178,11 @@ async def test_client_secret_gives_a_token_the_api_accepts(sim):
 
 async def test_client_secret_in_http_basic_is_accepted(sim):
     basic = base64.b64encode(f"{WRITER[0]}:{WRITER[1]}".encode()).decode()
-    r = await _token(sim, {"grant_type": "client_credentials", "scope": "https://org.test/.default"}, headers={"Authorization": f"Basic {basic}"})
+    r = await _token(
+        sim,
+        {"grant_type": "client_credentials", "scope": "https://org.test/.default"},
+        headers={"Authorization": f"Basic {basic}"},
+    )
     assert r.status_code == 200, r.text
 
 
@@ -168,17 +212,43 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def _assertion(key, cert, *, client_id=WRITER[0], aud=f"https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/token", alg="PS256", exp_in=600, sha256=True, iss=None, sub=None):
+def _assertion(
+    key,
+    cert,
+    *,
+    client_id=WRITER[0],
+    aud=f"https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/token",
+    alg="PS256",
+    exp_in=600,
+    sha256=True,
+    iss=None,
+    sub=None,
+):
     now = time.time()
-    header = {"x5t#S256": _b64url(cert.fingerprint(hashes.SHA256()))} if sha256 else {"x5t": _b64url(cert.fingerprint(hashes.SHA1()))}
-    claims = {"aud": aud, "iss": iss or client_id, "sub": sub or client_id, "exp": now + exp_in, "iat": now, "nbf": now, "jti": str(uuid.uuid4())}
+    header = (
+        {"x5t#S256": _b64url(cert.fingerprint(hashes.SHA256()))}
+        if sha256
+        else {"x5t": _b64url(cert.fingerprint(hashes.SHA1()))}
+    )
+    claims = {
+        "aud": aud,
+        "iss": iss or client_id,
+        "sub": sub or client_id,
+        "exp": now + exp_in,
+        "iat": now,
+        "nbf": now,
+        "jti": str(uuid.uuid4()),
+    }
     return jwt.encode(claims, key, algorithm=alg, headers=header)
 
 
 def _ca(assertion: str, client_id: str = WRITER[0]) -> dict:
     return {
-        "grant_type": "client_credentials", "client_id": client_id, "scope": "https://org.test/.default",
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", "client_assertion": assertion,
+        "grant_type": "client_credentials",
+        "client_id": client_id,
+        "scope": "https://org.test/.default",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion,
     }
 
 
@@ -209,12 +279,19 @@ async def test_client_assertion_errors(sim, certificate):
     body = _assert_error(await _token(sim, _ca(forged)), 401, "invalid_client", 700027)
     assert "invalid signature" in body["error_description"]
     _assert_error(await _token(sim, _ca(_assertion(key, cert, exp_in=-3600))), 401, "invalid_client", 700024)
-    _assert_error(await _token(sim, _ca(_assertion(key, cert, aud="https://example.com/token"))), 401, "invalid_client", 700212)
+    _assert_error(
+        await _token(sim, _ca(_assertion(key, cert, aud="https://example.com/token"))), 401, "invalid_client", 700212
+    )
     _assert_error(await _token(sim, _ca(_assertion(key, cert, iss="someone-else"))), 401, "invalid_client", 700021)
     _assert_error(await _token(sim, _ca(_assertion(key, cert, sub="someone-else"))), 401, "invalid_client", 700021)
     _assert_error(await _token(sim, _ca("not-a-jwt")), 401, "invalid_client", 50027)
     # the certificate of one application does not open another
-    _assert_error(await _token(sim, _ca(_assertion(key, cert, client_id="cutover-rehearsal-2"), client_id="cutover-rehearsal-2")), 401, "invalid_client", 700027)
+    _assert_error(
+        await _token(sim, _ca(_assertion(key, cert, client_id="cutover-rehearsal-2"), client_id="cutover-rehearsal-2")),
+        401,
+        "invalid_client",
+        700027,
+    )
 
 
 async def test_certificate_registration_is_checked(sim, certificate):
@@ -250,7 +327,13 @@ async def test_device_code_request_errors(sim):
 
 
 def _poll(device_code: str, client_id: str = WRITER[0]) -> dict:
-    return {"grant_type": DEVICE_GRANT, "client_id": client_id, "device_code": device_code, "code": device_code, "client_info": "1"}
+    return {
+        "grant_type": DEVICE_GRANT,
+        "client_id": client_id,
+        "device_code": device_code,
+        "code": device_code,
+        "client_info": "1",
+    }
 
 
 async def test_device_code_is_pending_until_approved_then_gives_user_tokens(sim):
@@ -258,7 +341,9 @@ async def test_device_code_is_pending_until_approved_then_gives_user_tokens(sim)
     _assert_error(await _token(sim, _poll(dc["device_code"])), 400, "authorization_pending", 70016)
     pending = (await sim.client.get(f"{LOGIN}/device-codes")).json()
     assert [p["user_code"] for p in pending] == [dc["user_code"]]
-    approved = await sim.client.post(f"{LOGIN}/approve", json={"user_code": dc["user_code"].lower(), "user": "operator@contoso.com"})
+    approved = await sim.client.post(
+        f"{LOGIN}/approve", json={"user_code": dc["user_code"].lower(), "user": "operator@contoso.com"}
+    )
     assert approved.status_code == 200 and approved.json()["state"] == "approved"
     r = await _token(sim, _poll(dc["device_code"]))
     assert r.status_code == 200, r.text
@@ -278,7 +363,12 @@ async def test_device_code_is_pending_until_approved_then_gives_user_tokens(sim)
 
 async def test_device_code_declined_expired_and_foreign(sim):
     dc = (await _device_code(sim)).json()
-    _assert_error(await _token(sim, _poll(dc["device_code"], client_id="cutover-rehearsal-2")), 400, "bad_verification_code", 70000)
+    _assert_error(
+        await _token(sim, _poll(dc["device_code"], client_id="cutover-rehearsal-2")),
+        400,
+        "bad_verification_code",
+        70000,
+    )
     await sim.client.post(f"{LOGIN}/approve", json={"user_code": dc["user_code"], "deny": True})
     _assert_error(await _token(sim, _poll(dc["device_code"])), 400, "authorization_declined", 70000)
 
@@ -299,9 +389,13 @@ async def test_an_approved_user_writes_unless_approved_read_only(sim):
     read-only one (403 on a write, like the read-only application user)."""
     for user, can_write, expected in (("operator@contoso.com", True, 204), ("auditor@contoso.com", False, 403)):
         dc = (await _device_code(sim)).json()
-        await sim.client.post(f"{LOGIN}/approve", json={"user_code": dc["user_code"], "user": user, "can_write": can_write})
+        await sim.client.post(
+            f"{LOGIN}/approve", json={"user_code": dc["user_code"], "user": user, "can_write": can_write}
+        )
         access = (await _token(sim, _poll(dc["device_code"]))).json()["access_token"]
-        r = await sim.client.post(DV + "accounts", json={"name": f"written by {user}"}, headers={"Authorization": f"Bearer {access}"})
+        r = await sim.client.post(
+            DV + "accounts", json={"name": f"written by {user}"}, headers={"Authorization": f"Bearer {access}"}
+        )
         assert r.status_code == expected, r.text
 
 
@@ -314,8 +408,16 @@ async def _signed_in(sim, user: str = "operator@contoso.com") -> dict:
     return (await _token(sim, _poll(dc["device_code"]))).json()
 
 
-def _refresh(rt: str, scope: str = "https://fno.test/.default openid profile offline_access", client_id: str = WRITER[0]) -> dict:
-    return {"grant_type": "refresh_token", "client_id": client_id, "refresh_token": rt, "scope": scope, "client_info": "1"}
+def _refresh(
+    rt: str, scope: str = "https://fno.test/.default openid profile offline_access", client_id: str = WRITER[0]
+) -> dict:
+    return {
+        "grant_type": "refresh_token",
+        "client_id": client_id,
+        "refresh_token": rt,
+        "scope": scope,
+        "client_info": "1",
+    }
 
 
 async def test_a_refresh_token_gives_a_token_for_another_resource_and_rotates(sim):

@@ -325,7 +325,10 @@ def test_enum_literal_forms(db: sqlite3.Connection, literal: str) -> None:
 
 def test_enum_in_list_and_ne(db: sqlite3.Connection) -> None:
     """F&O OData: enum literals work in every comparison, including `in` lists and `ne`."""
-    assert fno_milestones(db, "TransStatus in (ProjTransStatus'Registered', ProjTransStatus'InvoiceProposal')") == {"F2", "F3"}
+    assert fno_milestones(db, "TransStatus in (ProjTransStatus'Registered', ProjTransStatus'InvoiceProposal')") == {
+        "F2",
+        "F3",
+    }
     assert fno_milestones(db, f"TransStatus ne {INVOICED_QUALIFIED}") == {"F2", "F3"}
     assert fno_milestones(db, f"TransStatus eq {INVOICED_QUALIFIED} and dataAreaId eq 'usmf'") == {"F1"}
     assert cust_trans(db, "TransType eq Microsoft.Dynamics.DataEntities.LedgerTransType'Sales'") == {5_000_000_001, 7}
@@ -364,7 +367,10 @@ def test_enum_literal_against_a_string_property() -> None:
 # --- booleans ----------------------------------------------------------------------------
 
 FLAGS = EntitySet(
-    "dataverse", "simtestflags", "simtestflag", ("flagid",),
+    "dataverse",
+    "simtestflags",
+    "simtestflag",
+    ("flagid",),
     (Field("flagid", Kind.STRING), Field("isactive", Kind.BOOL)),
 )
 
@@ -374,7 +380,9 @@ def test_boolean_fields() -> None:
     as a condition."""
     conn = connect(":memory:")
     conn.execute(table_ddl(FLAGS))
-    conn.executemany('INSERT INTO "dv_simtestflags" VALUES (?, ?, 1, NULL, NULL)', [("on", 1), ("off", 0), ("unset", None)])
+    conn.executemany(
+        'INSERT INTO "dv_simtestflags" VALUES (?, ?, 1, NULL, NULL)', [("on", 1), ("off", 0), ("unset", None)]
+    )
     assert rows(conn, FLAGS, "isactive eq true", "flagid") == {"on"}
     assert rows(conn, FLAGS, "isactive eq false", "flagid") == {"off"}
     assert rows(conn, FLAGS, "isactive", "flagid") == {"on"}
@@ -398,8 +406,7 @@ def test_unknown_property_uses_dataverse_wording() -> None:
         "Could not find a property named 'sim_version' on type 'Microsoft.Dynamics.CRM.account'."
     )
     assert error("contains(Nope,'x')", FNO_MILESTONES) == (
-        "Could not find a property named 'Nope' on type "
-        "'Microsoft.Dynamics.DataEntities.ProjectContractLineMilestone'."
+        "Could not find a property named 'Nope' on type 'Microsoft.Dynamics.DataEntities.ProjectContractLineMilestone'."
     )
 
 

@@ -30,7 +30,13 @@ DEFAULT_FNO_VERSION = "10.0.40"
 
 async def index(request: Request) -> JSONResponse:
     return JSONResponse(
-        {"service": "cutover rehearsal simulator", "dataverse": DATAVERSE_ROOT, "fno": FNO_ROOT, "token": TOKEN_PATH, "admin": "/_sim/"}
+        {
+            "service": "cutover rehearsal simulator",
+            "dataverse": DATAVERSE_ROOT,
+            "fno": FNO_ROOT,
+            "token": TOKEN_PATH,
+            "admin": "/_sim/",
+        }
     )
 
 
@@ -45,7 +51,9 @@ async def summary(request: Request) -> dict:
         "world_date": get_setting(conn, "world_date"),
         "maintenance_mode": bool(get_setting(conn, "maintenance_mode", False)),
         "fno_version": get_setting(conn, "fno_version", DEFAULT_FNO_VERSION),
-        "maps": {m["name"]: {"state": m["state"], "active_version": m["active_version"]} for m in dualwrite.list_maps(conn)},
+        "maps": {
+            m["name"]: {"state": m["state"], "active_version": m["active_version"]} for m in dualwrite.list_maps(conn)
+        },
         "counts": counts,
         "endpoints": {"dataverse": DATAVERSE_ROOT, "fno": FNO_ROOT, "token": TOKEN_PATH},
     }
@@ -98,7 +106,9 @@ async def map_operation(request: Request) -> dict:
             result = dualwrite.select_version(conn, name, str(body.get("version", "")))
         else:
             raise SimError(
-                404, errors.ODATA_URI_ERROR, f"Unknown map operation '{op}'. Use stop, start, pause, resume, refresh-tables, save-as or version."
+                404,
+                errors.ODATA_URI_ERROR,
+                f"Unknown map operation '{op}'. Use stop, start, pause, resume, refresh-tables, save-as or version.",
             )
     except BaseException:
         conn.execute("ROLLBACK")
@@ -168,7 +178,10 @@ async def protection_endpoint(request: Request) -> dict:
         if "scale" in body:
             prot.limits = Limits.scaled(float(body.pop("scale")))
         limit_names = {f.name for f in fields(Limits)}
-        _update_dataclass(prot.limits, body.pop("limits", {}) if "limits" in body else {k: body.pop(k) for k in list(body) if k in limit_names})
+        _update_dataclass(
+            prot.limits,
+            body.pop("limits", {}) if "limits" in body else {k: body.pop(k) for k in list(body) if k in limit_names},
+        )
         _update_dataclass(prot.cost, body.pop("cost", {}))
         if body:
             raise SimError(400, errors.INVALID_ARGUMENT, f"Unknown setting(s) {', '.join(sorted(body))}.")
@@ -218,8 +231,17 @@ async def identities_endpoint(request: Request) -> list:
         body = await json_body(request)
         if not body.get("client_id") or not body.get("client_secret"):
             raise SimError(400, errors.INVALID_ARGUMENT, "An identity needs client_id and client_secret.")
-        auth.add_identity(conn, body["client_id"], body["client_secret"], body.get("display_name", body["client_id"]), bool(body.get("can_write", True)))
-        conn.execute("UPDATE sim_identities SET secret_expired = ? WHERE client_id = ?", (int(bool(body.get("secret_expired", False))), body["client_id"]))
+        auth.add_identity(
+            conn,
+            body["client_id"],
+            body["client_secret"],
+            body.get("display_name", body["client_id"]),
+            bool(body.get("can_write", True)),
+        )
+        conn.execute(
+            "UPDATE sim_identities SET secret_expired = ? WHERE client_id = ?",
+            (int(bool(body.get("secret_expired", False))), body["client_id"]),
+        )
     return auth.list_identities(conn)
 
 
@@ -232,7 +254,9 @@ ROUTES = [
     Route("/_sim/maps/{name}/{op}", map_operation, methods=["POST"]),
     Route("/_sim/fno/generate-mapping", generate_mapping, methods=["POST"]),
     Route("/_sim/maintenance", setting_endpoint("maintenance_mode", "enabled", False, bool), methods=["GET", "PUT"]),
-    Route("/_sim/version", setting_endpoint("fno_version", "version", DEFAULT_FNO_VERSION, str), methods=["GET", "PUT"]),
+    Route(
+        "/_sim/version", setting_endpoint("fno_version", "version", DEFAULT_FNO_VERSION, str), methods=["GET", "PUT"]
+    ),
     Route("/_sim/faults", faults_endpoint, methods=["GET", "PUT", "DELETE"]),
     Route("/_sim/protection", protection_endpoint, methods=["GET", "PUT", "DELETE"]),
     Route("/_sim/requests", requests_endpoint, methods=["GET", "DELETE"]),

@@ -65,7 +65,9 @@ def query_int(request: Request, name: str, default: int = 0) -> int:
     try:
         return int(text)
     except ValueError:
-        raise SimError(400, errors.INVALID_ARGUMENT, f"Query parameter '{name}' must be an integer, not '{text}'.") from None
+        raise SimError(
+            400, errors.INVALID_ARGUMENT, f"Query parameter '{name}' must be an integer, not '{text}'."
+        ) from None
 
 
 def reject_unknown(body: dict, known, what: str = "setting") -> None:
@@ -73,7 +75,9 @@ def reject_unknown(body: dict, known, what: str = "setting") -> None:
     unknown = set(body) - set(known)
     if unknown:
         raise SimError(
-            400, errors.INVALID_ARGUMENT, f"Unknown {what}(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}."
+            400,
+            errors.INVALID_ARGUMENT,
+            f"Unknown {what}(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}.",
         )
 
 

@@ -51,7 +51,9 @@ def ensure_identities(conn: sqlite3.Connection) -> None:
         set_setting(conn, "token_key", secrets.token_hex(32))
 
 
-def add_identity(conn: sqlite3.Connection, client_id: str, secret: str, name: str, can_write: bool, *, replace: bool = True) -> None:
+def add_identity(
+    conn: sqlite3.Connection, client_id: str, secret: str, name: str, can_write: bool, *, replace: bool = True
+) -> None:
     verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
     conn.execute(
         f"{verb} INTO sim_identities(client_id, client_secret, display_name, user_id, can_write) VALUES (?, ?, ?, ?, ?)",
@@ -60,9 +62,17 @@ def add_identity(conn: sqlite3.Connection, client_id: str, secret: str, name: st
 
 
 def list_identities(conn: sqlite3.Connection) -> list[dict]:
-    rows = conn.execute("SELECT client_id, display_name, user_id, can_write, secret_expired FROM sim_identities ORDER BY client_id").fetchall()
+    rows = conn.execute(
+        "SELECT client_id, display_name, user_id, can_write, secret_expired FROM sim_identities ORDER BY client_id"
+    ).fetchall()
     return [
-        {"client_id": r[0], "display_name": r[1], "user_id": r[2], "can_write": bool(r[3]), "secret_expired": bool(r[4])}
+        {
+            "client_id": r[0],
+            "display_name": r[1],
+            "user_id": r[2],
+            "can_write": bool(r[3]),
+            "secret_expired": bool(r[4]),
+        }
         for r in rows
     ]
 
@@ -76,25 +86,36 @@ def issue_token(conn: sqlite3.Connection, form: dict[str, str], now: float | Non
     now = time.time() if now is None else now
     grant = form.get("grant_type")
     if grant != "client_credentials":
-        raise OAuthError(400, "unsupported_grant_type", f"AADSTS70003: The app requested an unsupported grant type '{grant}'.")
+        raise OAuthError(
+            400, "unsupported_grant_type", f"AADSTS70003: The app requested an unsupported grant type '{grant}'."
+        )
     client_id = form.get("client_id", "")
     scope = form.get("scope", "")
     if not client_id or not scope:
         missing = "client_id" if not client_id else "scope"
-        raise OAuthError(400, "invalid_request", f"AADSTS900144: The request body must contain the following parameter: '{missing}'.")
+        raise OAuthError(
+            400, "invalid_request", f"AADSTS900144: The request body must contain the following parameter: '{missing}'."
+        )
     row = conn.execute(
         "SELECT client_secret, secret_expired FROM sim_identities WHERE client_id = ?", (client_id,)
     ).fetchone()
     if row is None:
         raise OAuthError(
-            400, "unauthorized_client",
+            400,
+            "unauthorized_client",
             f"AADSTS700016: Application with identifier '{client_id}' was not found in the directory. "
             "This can happen if the application has not been installed by the administrator of the tenant.",
         )
     if row[1]:
-        raise OAuthError(401, "invalid_client", f"AADSTS7000222: The provided client secret keys for app '{client_id}' are expired.")
+        raise OAuthError(
+            401, "invalid_client", f"AADSTS7000222: The provided client secret keys for app '{client_id}' are expired."
+        )
     if not hmac.compare_digest(row[0], form.get("client_secret", "")):
-        raise OAuthError(401, "invalid_client", f"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'.")
+        raise OAuthError(
+            401,
+            "invalid_client",
+            f"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'.",
+        )
     return mint_access_token(conn, client_id, scope, now)
 
 
@@ -139,7 +160,13 @@ def keyed_digest(conn: sqlite3.Connection, purpose: str, payload: bytes) -> str:
     """An HMAC of ``payload`` under the simulator's token key, separated by ``purpose`` so a
     signature made for one kind of token (e.g. a refresh token) never verifies as another."""
     key = get_setting(conn, "token_key")
-    return base64.urlsafe_b64encode(hmac.new(bytes.fromhex(key), purpose.encode() + b"|" + payload, hashlib.sha256).digest()).decode().rstrip("=")
+    return (
+        base64.urlsafe_b64encode(
+            hmac.new(bytes.fromhex(key), purpose.encode() + b"|" + payload, hashlib.sha256).digest()
+        )
+        .decode()
+        .rstrip("=")
+    )
 
 
 def verify_token(conn: sqlite3.Connection, authorization: str | None, now: float | None = None) -> Identity | None:
@@ -160,7 +187,8 @@ def verify_token(conn: sqlite3.Connection, authorization: str | None, now: float
     if claims.get("exp", 0) <= (time.time() if now is None else now):
         return None
     row = conn.execute(
-        "SELECT client_id, user_id, display_name, can_write FROM sim_identities WHERE client_id = ?", (claims.get("sub"),)
+        "SELECT client_id, user_id, display_name, can_write FROM sim_identities WHERE client_id = ?",
+        (claims.get("sub"),),
     ).fetchone()
     if row is None:
         return None

@@ -108,8 +108,7 @@ def _boundary_of(content_type: str, what: str) -> str:
     media, params = parse_media_type(content_type)
     if media != "multipart/mixed":
         raise BatchFormatError(
-            f"{what} has Content-Type {content_type.strip()!r}; expected "
-            "'multipart/mixed; boundary=...'"
+            f"{what} has Content-Type {content_type.strip()!r}; expected 'multipart/mixed; boundary=...'"
         )
     boundary = params.get("boundary", "").strip()
     if not boundary:
@@ -128,9 +127,7 @@ def _boundary_of(content_type: str, what: str) -> str:
 
 def _split_multipart(data: bytes, boundary: str, what: str) -> list[bytes]:
     """Return the parts between ``--boundary`` delimiter lines (RFC 2046 §5.1.1)."""
-    delim = re.compile(
-        rb"(?:\A|\r?\n)--" + re.escape(boundary.encode("ascii")) + rb"(?P<close>--)?[ \t]*(?=\r?\n|\Z)"
-    )
+    delim = re.compile(rb"(?:\A|\r?\n)--" + re.escape(boundary.encode("ascii")) + rb"(?P<close>--)?[ \t]*(?=\r?\n|\Z)")
     parts: list[bytes] = []
     start: int | None = None
     for m in delim.finditer(data):
@@ -150,9 +147,7 @@ def _split_multipart(data: bytes, boundary: str, what: str) -> list[bytes]:
             f"{what} contains no delimiter line '--{boundary}'; the boundary in the body must match "
             "the boundary parameter of its Content-Type"
         )
-    raise BatchFormatError(
-        f"{what} is not terminated: the closing delimiter '--{boundary}--' is missing"
-    )
+    raise BatchFormatError(f"{what} is not terminated: the closing delimiter '--{boundary}--' is missing")
 
 
 def _read_lines(data: bytes, pos: int):
@@ -205,15 +200,11 @@ def _read_headers(
             return headers, pos
         if b":" not in line:
             text = _decode_header_line(line)
-            raise BatchFormatError(
-                f"{what}: header line {text[:80]!r} has no ':'; headers end at the first blank line"
-            )
+            raise BatchFormatError(f"{what}: header line {text[:80]!r} has no ':'; headers end at the first blank line")
         name, _, value = _decode_header_line(line).partition(":")
         name = name.strip().lower()
         if not name:
-            raise BatchFormatError(
-                f"{what}: header line {_decode_header_line(line)[:80]!r} has no header name"
-            )
+            raise BatchFormatError(f"{what}: header line {_decode_header_line(line)[:80]!r} has no header name")
         value = value.strip()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
         last = name
@@ -221,15 +212,11 @@ def _read_headers(
     return headers, len(data)
 
 
-def _parse_http_request(
-    data: bytes, what: str, part_headers: dict[str, str]
-) -> BatchRequest:
+def _parse_http_request(data: bytes, what: str, part_headers: dict[str, str]) -> BatchRequest:
     """Parse an embedded request (after the MIME part headers) of an application/http part."""
     encoding = part_headers.get("content-transfer-encoding", "binary").strip().lower()
     if encoding not in _IDENTITY_ENCODINGS:
-        raise BatchFormatError(
-            f"{what} has Content-Transfer-Encoding {encoding!r}; only 'binary' is supported"
-        )
+        raise BatchFormatError(f"{what} has Content-Transfer-Encoding {encoding!r}; only 'binary' is supported")
     pos = 0
     request_line: bytes | None = None
     for line, nxt in _read_lines(data, 0):
@@ -240,20 +227,15 @@ def _parse_http_request(
         break
     if request_line is None:
         raise BatchFormatError(
-            f"{what} has no request line; expected 'METHOD URL HTTP/1.1' after the part headers "
-            "and a blank line"
+            f"{what} has no request line; expected 'METHOD URL HTTP/1.1' after the part headers and a blank line"
         )
     m = _REQUEST_LINE.match(request_line)
     if m is None:
         shown = request_line[:120].decode("latin-1")
-        raise BatchFormatError(
-            f"{what} has no request line: {shown!r} is not of the form 'METHOD URL HTTP/1.1'"
-        )
+        raise BatchFormatError(f"{what} has no request line: {shown!r} is not of the form 'METHOD URL HTTP/1.1'")
     version = m.group("version")
     if version is not None and not version.startswith(b"HTTP/1."):
-        raise BatchFormatError(
-            f"{what} uses {version.decode()}; embedded requests must be HTTP/1.1"
-        )
+        raise BatchFormatError(f"{what} uses {version.decode()}; embedded requests must be HTTP/1.1")
     headers, body_pos = _read_headers(data, pos, what)
     try:
         url = m.group("url").decode("utf-8")
@@ -308,8 +290,7 @@ def _parse_part(raw: bytes, what: str, *, in_changeset: bool) -> BatchRequest | 
             requests.append(req)
         return ChangeSet(requests=requests)
     raise BatchFormatError(
-        f"{what} has Content-Type {ctype!r}; expected 'application/http' or "
-        "'multipart/mixed; boundary=changeset_<id>'"
+        f"{what} has Content-Type {ctype!r}; expected 'application/http' or 'multipart/mixed; boundary=changeset_<id>'"
     )
 
 
@@ -366,10 +347,13 @@ def _render_response_part(resp: BatchResponse, boundary: bytes) -> bytes:
     if resp.content_id is not None:
         part_headers += f"Content-ID: {resp.content_id}\r\n".encode("latin-1")
     return (
-        b"--" + boundary + b"\r\n"
+        b"--"
+        + boundary
+        + b"\r\n"
         + part_headers
         + b"\r\n"
-        + _status_line(resp.status) + b"\r\n"
+        + _status_line(resp.status)
+        + b"\r\n"
         + _header_lines(resp.headers)
         + b"\r\n"
         + bytes(resp.body)
@@ -394,11 +378,7 @@ def render_batch(items: list[BatchResponse | list[BatchResponse]]) -> tuple[byte
     A change set that failed is answered by Dataverse with the single error response of the
     failing request, not a change set: pass that as a plain BatchResponse.
     """
-    all_bodies = [
-        bytes(r.body)
-        for item in items
-        for r in (item if isinstance(item, (list, tuple)) else [item])
-    ]
+    all_bodies = [bytes(r.body) for item in items for r in (item if isinstance(item, (list, tuple)) else [item])]
     batch_boundary = _new_boundary("batchresponse", all_bodies).encode("ascii")
     out = bytearray()
     for item in items:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from urllib.parse import unquote, urlsplit
 
@@ -30,9 +30,9 @@ from .messages import ODATA_HEADERS, SimRequest, SimResponse, json_response
 from .metadata import dataverse_metadata
 from .query import parse_options, read_one, read_page
 from .schema import (
+    BILLING_FIXED_PRICE,
     DATAVERSE,
     DATAVERSE_NAMESPACE,
-    BILLING_FIXED_PRICE,
     INVOICE_STATUS_NOT_READY,
     INVOICE_STATUS_READY,
     MILESTONES,
@@ -78,7 +78,7 @@ def settings(conn: sqlite3.Connection) -> dict:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _split_segment(segment: str) -> tuple[str, str | None]:
@@ -95,18 +95,26 @@ def _parse_key(entity: EntitySet, raw: str) -> str:
     if "=" in text:
         name, _, text = text.partition("=")
         if name.strip() != key_name:
-            raise SimError(400, errors.ODATA_URI_ERROR, f"'{name.strip()}' is not a key of {entity.type_name}; use {key_name}.")
+            raise SimError(
+                400, errors.ODATA_URI_ERROR, f"'{name.strip()}' is not a key of {entity.type_name}; use {key_name}."
+            )
     try:
         return str(uuid.UUID(text.strip("'")))
     except ValueError:
-        raise SimError(400, errors.ODATA_URI_ERROR, f"Bad Request - Error in query syntax: '{raw}' is not a valid key for {entity.type_name}: a GUID is required.") from None
+        raise SimError(
+            400,
+            errors.ODATA_URI_ERROR,
+            f"Bad Request - Error in query syntax: '{raw}' is not a valid key for {entity.type_name}: a GUID is required.",
+        ) from None
 
 
 def _loads(body: bytes, what: str):
     try:
         return json.loads(body or b"null", parse_float=Decimal)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.bad_payload(f"Error identified in Payload provided by the user for Entity :'{what}'. The request body is not valid JSON: {exc}.") from None
+        raise errors.bad_payload(
+            f"Error identified in Payload provided by the user for Entity :'{what}'. The request body is not valid JSON: {exc}."
+        ) from None
 
 
 class DataverseService:
@@ -129,7 +137,11 @@ class DataverseService:
         method = req.method.upper()
         if path == "$metadata":
             s = settings(self.conn)
-            return SimResponse(200, dataverse_metadata(s["create_action"], s["confirm_action"], s["bulk_sets"]).encode(), {"Content-Type": "application/xml", "OData-Version": "4.0"})
+            return SimResponse(
+                200,
+                dataverse_metadata(s["create_action"], s["confirm_action"], s["bulk_sets"]).encode(),
+                {"Content-Type": "application/xml", "OData-Version": "4.0"},
+            )
         if path in ("WhoAmI", "WhoAmI()"):
             self._method(method, "GET", path)
             return self._whoami(req, identity)
@@ -143,7 +155,8 @@ class DataverseService:
             raise errors.unknown_segment(set_name)
         if method != "GET" and not identity.can_write:
             raise SimError(
-                403, errors.PRIVILEGE_DENIED,
+                403,
+                errors.PRIVILEGE_DENIED,
                 f"Principal user (Id={identity.user_id}, type=8, roleCount=1, privilegeCount=412, accessMode=4), is missing "
                 f"prvWrite{entity.type_name} privilege on OTC=0 for entity '{entity.type_name}'. Ask your administrator to assign a role with write access.",
             )
@@ -180,8 +193,12 @@ class DataverseService:
         page_pref = req.max_page_size()
         opts = parse_options(entity, req.params, page_pref)
         page = read_page(
-            self.conn, entity, opts,
-            base_url=req.service_root, set_url=req.service_root + entity.name, raw_query=req.query,
+            self.conn,
+            entity,
+            opts,
+            base_url=req.service_root,
+            set_url=req.service_root + entity.name,
+            raw_query=req.query,
         )
         headers = {}
         if page_pref:
@@ -199,24 +216,35 @@ class DataverseService:
         return json_response(200, '{"@odata.context":' + ctx + "," + body[1:], records=1)
 
     def _whoami(self, req: SimRequest, identity: Identity) -> SimResponse:
-        return json_response(200, {
-            "@odata.context": f"{req.service_root}$metadata#{DATAVERSE_NAMESPACE}.WhoAmIResponse",
-            "BusinessUnitId": get_setting(self.conn, "business_unit_id", str(uuid.UUID(int=0))),
-            "UserId": identity.user_id,
-            "OrganizationId": get_setting(self.conn, "organization_id", str(uuid.UUID(int=0))),
-        }, records=1)
+        return json_response(
+            200,
+            {
+                "@odata.context": f"{req.service_root}$metadata#{DATAVERSE_NAMESPACE}.WhoAmIResponse",
+                "BusinessUnitId": get_setting(self.conn, "business_unit_id", str(uuid.UUID(int=0))),
+                "UserId": identity.user_id,
+                "OrganizationId": get_setting(self.conn, "organization_id", str(uuid.UUID(int=0))),
+            },
+            records=1,
+        )
 
     # --- writes ---------------------------------------------------------------------------
 
     def _columns_from_payload(self, entity: EntitySet, payload: object, key: str | None) -> dict[str, object]:
         """Validate a JSON entity payload and turn it into column values."""
         if not isinstance(payload, dict):
-            raise errors.bad_payload(f"Error identified in Payload provided by the user for Entity :'{entity.type_name}'. A JSON object is required.")
+            raise errors.bad_payload(
+                f"Error identified in Payload provided by the user for Entity :'{entity.type_name}'. A JSON object is required."
+            )
         values: dict[str, object] = {}
         for name, value in payload.items():
             if name == "@odata.type":
-                if value != f"{DATAVERSE_NAMESPACE}.{entity.type_name}" and value != f"#{DATAVERSE_NAMESPACE}.{entity.type_name}":
-                    raise errors.bad_payload(f"The @odata.type '{value}' does not match the entity set {entity.name} ({DATAVERSE_NAMESPACE}.{entity.type_name}).")
+                if (
+                    value != f"{DATAVERSE_NAMESPACE}.{entity.type_name}"
+                    and value != f"#{DATAVERSE_NAMESPACE}.{entity.type_name}"
+                ):
+                    raise errors.bad_payload(
+                        f"The @odata.type '{value}' does not match the entity set {entity.name} ({DATAVERSE_NAMESPACE}.{entity.type_name})."
+                    )
                 continue
             if name.endswith("@odata.bind"):
                 nav = name[: -len("@odata.bind")]
@@ -232,14 +260,22 @@ class DataverseService:
                 continue
             f = entity.by_name.get(name)
             if f is None:
-                raise SimError(400, errors.ODATA_URI_ERROR, f"The property '{name}' does not exist on type '{entity.qualified_type}'. Make sure to only use property names that are defined by the type.")
+                raise SimError(
+                    400,
+                    errors.ODATA_URI_ERROR,
+                    f"The property '{name}' does not exist on type '{entity.qualified_type}'. Make sure to only use property names that are defined by the type.",
+                )
             if f.is_lookup:
-                raise errors.bad_payload(f"'{name}' is read-only: set the lookup with '{f.navigation}@odata.bind': '/{f.target}(<id>)'.")
+                raise errors.bad_payload(
+                    f"'{name}' is read-only: set the lookup with '{f.navigation}@odata.bind': '/{f.target}(<id>)'."
+                )
             values[name] = _convert(entity, f, value)
         if key is not None:
             body_key = values.get(entity.key[0])
             if body_key is not None and body_key != key:
-                raise errors.bad_payload(f"The key in the payload ({body_key}) differs from the key in the URL ({key}).")
+                raise errors.bad_payload(
+                    f"The key in the payload ({body_key}) differs from the key in the URL ({key})."
+                )
             values[entity.key[0]] = key
         return values
 
@@ -247,7 +283,9 @@ class DataverseService:
         if value is None:
             return None
         if not isinstance(value, str):
-            raise errors.bad_payload(f"The value of '{f.navigation}@odata.bind' must be an entity URL such as '/{f.target}(<id>)'.")
+            raise errors.bad_payload(
+                f"The value of '{f.navigation}@odata.bind' must be an entity URL such as '/{f.target}(<id>)'."
+            )
         if value.startswith("$"):  # a Content-ID reference to an earlier request of this change set
             if value[1:] not in self._references:
                 raise errors.bad_payload(f"Content-ID Reference: '{value}' does not exist in the batch context.")
@@ -282,7 +320,11 @@ class DataverseService:
             values[keyname] = key
         current = self._existing(entity, key)
         if current is not None and mode == "create":
-            raise SimError(412, errors.DUPLICATE_RECORD, f"A record with matching key values already exists ({entity.type_name} {key}).")
+            raise SimError(
+                412,
+                errors.DUPLICATE_RECORD,
+                f"A record with matching key values already exists ({entity.type_name} {key}).",
+            )
         if current is None and mode == "update":
             raise errors.not_found_record(entity.type_name, key)
         if entity is MILESTONES:
@@ -291,7 +333,11 @@ class DataverseService:
         if current is None:
             for f in entity.fields:
                 if f.required and values.get(f.name) is None:
-                    raise SimError(400, errors.INVALID_ARGUMENT, f"'{f.name}' is required to create a {entity.type_name}; the payload has no value for it.")
+                    raise SimError(
+                        400,
+                        errors.INVALID_ARGUMENT,
+                        f"'{f.name}' is required to create a {entity.type_name}; the payload has no value for it.",
+                    )
             cols = list(values) + ["sim_createdon", "sim_modifiedon"]
             self.conn.execute(
                 f'INSERT INTO "{entity.table}"({", ".join(f"{chr(34)}{c}{chr(34)}" for c in cols)}) VALUES ({", ".join("?" for _ in cols)})',
@@ -300,7 +346,11 @@ class DataverseService:
         else:
             for f in entity.fields:
                 if f.required and f.name in values and values[f.name] is None:
-                    raise SimError(400, errors.INVALID_ARGUMENT, f"'{f.name}' is required on {entity.type_name} and cannot be cleared.")
+                    raise SimError(
+                        400,
+                        errors.INVALID_ARGUMENT,
+                        f"'{f.name}' is required on {entity.type_name} and cannot be cleared.",
+                    )
             sets = [f'"{c}" = ?' for c in values if c != keyname]
             self.conn.execute(
                 f'UPDATE "{entity.table}" SET {", ".join(sets + ["sim_version = sim_version + 1", "sim_modifiedon = ?"])} WHERE "{keyname}" = ?',
@@ -314,10 +364,18 @@ class DataverseService:
         """Project Operations' own rules for milestones, which the runbook has to work within."""
         status_now = current["msdyn_invoicestatus"] if current else None
         if current is not None and status_now not in (None, INVOICE_STATUS_NOT_READY, INVOICE_STATUS_READY):
-            raise SimError(400, errors.INVALID_ARGUMENT, f"Milestone {current['msdyn_contractlinescheduleofvalueid']} is already on a customer invoice (status {status_now}) and cannot be changed.")
+            raise SimError(
+                400,
+                errors.INVALID_ARGUMENT,
+                f"Milestone {current['msdyn_contractlinescheduleofvalueid']} is already on a customer invoice (status {status_now}) and cannot be changed.",
+            )
         new_status = values.get("msdyn_invoicestatus")
         if new_status is not None and new_status not in (INVOICE_STATUS_NOT_READY, INVOICE_STATUS_READY):
-            raise SimError(400, errors.INVALID_ARGUMENT, f"Invoice status {new_status} is set by invoicing only. Create milestones as Ready for invoicing ({INVOICE_STATUS_READY}), then create and confirm a pro-forma invoice.")
+            raise SimError(
+                400,
+                errors.INVALID_ARGUMENT,
+                f"Invoice status {new_status} is set by invoicing only. Create milestones as Ready for invoicing ({INVOICE_STATUS_READY}), then create and confirm a pro-forma invoice.",
+            )
         if current is None:
             values.setdefault("msdyn_invoicestatus", INVOICE_STATUS_NOT_READY)
             values.setdefault("msdyn_transactionclassification", TRANSACTION_CLASSIFICATION_MILESTONE)
@@ -331,9 +389,17 @@ class DataverseService:
         if line is None:
             raise errors.not_found_record("salesorderdetail", line_id)
         if line[0] != BILLING_FIXED_PRICE:
-            raise SimError(400, errors.INVALID_ARGUMENT, f"Contract line {line_id} is not billed at a fixed price; milestones can only be added to fixed price contract lines.")
+            raise SimError(
+                400,
+                errors.INVALID_ARGUMENT,
+                f"Contract line {line_id} is not billed at a fixed price; milestones can only be added to fixed price contract lines.",
+            )
         if values.get("_msdyn_contract_value") not in (None, line[1]):
-            raise SimError(400, errors.INVALID_ARGUMENT, f"Milestone's contract {values['_msdyn_contract_value']} is not the contract of its contract line ({line[1]}).")
+            raise SimError(
+                400,
+                errors.INVALID_ARGUMENT,
+                f"Milestone's contract {values['_msdyn_contract_value']} is not the contract of its contract line ({line[1]}).",
+            )
         values.setdefault("_msdyn_contract_value", line[1])
         if line[2] is not None:
             values.setdefault("_msdyn_project_value", line[2])
@@ -346,10 +412,20 @@ class DataverseService:
     def _write_response(self, req: SimRequest, entity: EntitySet, key: str, created: bool) -> SimResponse:
         url = self._entity_url(req, entity, key)
         if req.prefer().get("return") == "representation":
-            select = parse_options(entity, {"$select": req.params["$select"]}, None).select if req.params.get("$select") else None
+            select = (
+                parse_options(entity, {"$select": req.params["$select"]}, None).select
+                if req.params.get("$select")
+                else None
+            )
             body = read_one(self.conn, entity, (key,), select)
             ctx = json.dumps(f"{req.service_root}$metadata#{entity.name}/$entity")
-            return json_response(201 if created else 200, '{"@odata.context":' + ctx + "," + body[1:], records=1, writes=True, **{"OData-EntityId": url, "Preference-Applied": "return=representation"})
+            return json_response(
+                201 if created else 200,
+                '{"@odata.context":' + ctx + "," + body[1:],
+                records=1,
+                writes=True,
+                **{"OData-EntityId": url, "Preference-Applied": "return=representation"},
+            )
         return SimResponse(204, b"", {"OData-Version": "4.0", "OData-EntityId": url}, records=1, writes=True)
 
     def _create(self, req: SimRequest, entity: EntitySet) -> SimResponse:
@@ -373,11 +449,17 @@ class DataverseService:
         """Optimistic concurrency: If-Match with ETags (not '*') must name the row's current version."""
         if if_match == "*":
             return
-        row = self.conn.execute(f'SELECT sim_version FROM "{entity.table}" WHERE "{entity.key[0]}" = ?', (key,)).fetchone()
+        row = self.conn.execute(
+            f'SELECT sim_version FROM "{entity.table}" WHERE "{entity.key[0]}" = ?', (key,)
+        ).fetchone()
         if row is None:
             raise errors.not_found_record(entity.type_name, key)
         if f'W/"{row[0]}"' not in {tag.strip() for tag in if_match.split(",")}:
-            raise SimError(412, CONCURRENCY_VERSION_MISMATCH, "The version of the existing record doesn't match the RowVersion property provided.")
+            raise SimError(
+                412,
+                CONCURRENCY_VERSION_MISMATCH,
+                "The version of the existing record doesn't match the RowVersion property provided.",
+            )
 
     def _delete(self, req: SimRequest, entity: EntitySet, key: str) -> SimResponse:
         current = self._existing(entity, key)
@@ -392,16 +474,22 @@ class DataverseService:
 
     # --- actions --------------------------------------------------------------------------
 
-    def _action(self, req: SimRequest, entity: EntitySet, key_text: str | None, segment: str, identity: Identity) -> SimResponse:
+    def _action(
+        self, req: SimRequest, entity: EntitySet, key_text: str | None, segment: str, identity: Identity
+    ) -> SimResponse:
         prefix = DATAVERSE_NAMESPACE + "."
         if not segment.startswith(prefix):
             raise errors.unknown_segment(segment)
-        name = segment[len(prefix):]
+        name = segment[len(prefix) :]
         self._method(req.method.upper(), "POST", segment)
         s = settings(self.conn)
         if key_text is None and name in ("CreateMultiple", "UpsertMultiple"):
             if entity.name not in s["bulk_sets"]:
-                raise SimError(400, errors.NOT_SUPPORTED, f"The '{name}' message is not supported for entities of type '{entity.type_name}'. Send the records in a $batch instead.")
+                raise SimError(
+                    400,
+                    errors.NOT_SUPPORTED,
+                    f"The '{name}' message is not supported for entities of type '{entity.type_name}'. Send the records in a $batch instead.",
+                )
             return self._bulk(req, entity, name)
         if key_text is not None and entity.name == "salesorders" and name == s["create_action"]:
             key = _parse_key(entity, key_text)
@@ -421,11 +509,17 @@ class DataverseService:
         if not isinstance(targets, list) or not targets:
             raise errors.bad_payload(f"{name} needs a non-empty 'Targets' array of {entity.type_name} records.")
         if len(targets) > MAX_BULK_TARGETS:
-            raise SimError(400, errors.INVALID_ARGUMENT, f"{name} accepts at most {MAX_BULK_TARGETS} targets; this request has {len(targets)}.")
+            raise SimError(
+                400,
+                errors.INVALID_ARGUMENT,
+                f"{name} accepts at most {MAX_BULK_TARGETS} targets; this request has {len(targets)}.",
+            )
         ids = []
         for index, target in enumerate(targets):
             if not isinstance(target, dict) or "@odata.type" not in target:
-                raise errors.bad_payload(f"Target {index} of {name} has no '@odata.type'; each target must carry \"@odata.type\": \"{DATAVERSE_NAMESPACE}.{entity.type_name}\".")
+                raise errors.bad_payload(
+                    f'Target {index} of {name} has no \'@odata.type\'; each target must carry "@odata.type": "{DATAVERSE_NAMESPACE}.{entity.type_name}".'
+                )
             try:
                 values = self._columns_from_payload(entity, target, None)
                 key, _ = self.write(entity, values, mode="create" if name == "CreateMultiple" else "upsert")
@@ -433,7 +527,12 @@ class DataverseService:
                 exc.message = f"{name} target {index}: {exc.message}"
                 raise
             ids.append(key)
-        return json_response(200, {"@odata.context": f"{req.service_root}$metadata#{DATAVERSE_NAMESPACE}.{name}Response", "Ids": ids}, records=len(ids), writes=True)
+        return json_response(
+            200,
+            {"@odata.context": f"{req.service_root}$metadata#{DATAVERSE_NAMESPACE}.{name}Response", "Ids": ids},
+            records=len(ids),
+            writes=True,
+        )
 
     # --- $batch ---------------------------------------------------------------------------
 
@@ -444,7 +543,11 @@ class DataverseService:
             raise SimError(400, errors.BAD_PAYLOAD, f"The batch request is not valid: {exc}") from None
         total = count_requests(items)
         if total > MAX_BATCH_REQUESTS:
-            raise SimError(400, errors.BATCH_TOO_LARGE, f"The batch has {total} requests; a $batch may carry at most {MAX_BATCH_REQUESTS}.")
+            raise SimError(
+                400,
+                errors.BATCH_TOO_LARGE,
+                f"The batch has {total} requests; a $batch may carry at most {MAX_BATCH_REQUESTS}.",
+            )
         continue_on_error = "odata.continue-on-error" in req.prefer()
         status = 200
         out: list[BatchResponse | list[BatchResponse]] = []
@@ -469,12 +572,16 @@ class DataverseService:
                 status = result.status
                 break
         body, content_type = render_batch(out)
-        resp = SimResponse(status, body, {"Content-Type": content_type, "OData-Version": "4.0"}, records=records, writes=writes)
+        resp = SimResponse(
+            status, body, {"Content-Type": content_type, "OData-Version": "4.0"}, records=records, writes=writes
+        )
         resp.inner_requests = total
         resp.inner_log = inner_log
         return resp
 
-    def _changeset(self, req: SimRequest, changeset: ChangeSet, identity: Identity, inner_log: list) -> BatchResponse | list[BatchResponse]:
+    def _changeset(
+        self, req: SimRequest, changeset: ChangeSet, identity: Identity, inner_log: list
+    ) -> BatchResponse | list[BatchResponse]:
         responses: list[BatchResponse] = []
         references: dict[str, str] = {}
         self._references = references
@@ -495,13 +602,19 @@ class DataverseService:
             self._references = {}
         return responses
 
-    def _handle_inner(self, outer: SimRequest, inner: BatchRequest, references: dict[str, str], identity: Identity) -> SimResponse:
+    def _handle_inner(
+        self, outer: SimRequest, inner: BatchRequest, references: dict[str, str], identity: Identity
+    ) -> SimResponse:
         try:
             request = self._inner(outer, inner, references)
         except SimError as exc:
             return SimResponse(exc.status, exc.dataverse_body(), {**ODATA_HEADERS, **exc.headers})
         if request.path.strip("/") == "$batch":
-            return SimResponse(400, SimError(400, errors.BAD_PAYLOAD, "A $batch cannot contain another $batch.").dataverse_body(), dict(ODATA_HEADERS))
+            return SimResponse(
+                400,
+                SimError(400, errors.BAD_PAYLOAD, "A $batch cannot contain another $batch.").dataverse_body(),
+                dict(ODATA_HEADERS),
+            )
         return self.handle(request, identity)
 
     def _inner(self, outer: SimRequest, inner: BatchRequest, references: dict[str, str]) -> SimRequest:
@@ -509,13 +622,17 @@ class DataverseService:
         if url.startswith("$"):
             ref, _, rest = url[1:].partition("/")
             if ref not in references:
-                raise SimError(400, errors.BAD_PAYLOAD, f"The batch references ${ref}, but no earlier request in this changeset has Content-ID {ref}.")
+                raise SimError(
+                    400,
+                    errors.BAD_PAYLOAD,
+                    f"The batch references ${ref}, but no earlier request in this changeset has Content-ID {ref}.",
+                )
             url = references[ref] + ("/" + rest if rest else "")
         parts = urlsplit(url)
         path = parts.path
         root_path = urlsplit(outer.service_root).path
         if path.startswith(root_path):
-            path = path[len(root_path):]
+            path = path[len(root_path) :]
         elif path.startswith("/"):
             raise SimError(400, errors.BAD_PAYLOAD, f"Batch request URL '{inner.url}' is not under {root_path}.")
         query = [tuple(p.split("=", 1)) if "=" in p else (p, "") for p in parts.query.split("&") if p]
@@ -538,14 +655,20 @@ def _convert(entity: EntitySet, f: Field, value: object) -> object:
         return None
 
     def bad(expected: str) -> SimError:
-        return errors.bad_payload(f"Cannot convert the literal '{value}' to the expected type '{expected}' for property '{f.name}' of {entity.qualified_type}.")
+        return errors.bad_payload(
+            f"Cannot convert the literal '{value}' to the expected type '{expected}' for property '{f.name}' of {entity.qualified_type}."
+        )
 
     kind = f.kind
     if kind in (Kind.STRING,):
         if not isinstance(value, str):
             raise bad("Edm.String")
         if f.max_length and len(value) > f.max_length:
-            raise SimError(400, errors.INVALID_ARGUMENT, f"The length of the '{f.name}' attribute of the '{entity.type_name}' entity exceeded the maximum allowed length of '{f.max_length}'.")
+            raise SimError(
+                400,
+                errors.INVALID_ARGUMENT,
+                f"The length of the '{f.name}' attribute of the '{entity.type_name}' entity exceeded the maximum allowed length of '{f.max_length}'.",
+            )
         return value
     if kind is Kind.GUID:
         try:
@@ -556,7 +679,11 @@ def _convert(entity: EntitySet, f: Field, value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad("Edm.Int32")
         if kind is Kind.OPTION and f.options and value not in f.options:
-            raise SimError(400, errors.INVALID_ARGUMENT, f"A validation error occurred. The value {value} of '{f.name}' on record of type '{entity.type_name}' is outside the valid range. Accepted values: {', '.join(map(str, f.options))}.")
+            raise SimError(
+                400,
+                errors.INVALID_ARGUMENT,
+                f"A validation error occurred. The value {value} of '{f.name}' on record of type '{entity.type_name}' is outside the valid range. Accepted values: {', '.join(map(str, f.options))}.",
+            )
         return value
     if kind is Kind.MONEY:
         if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
@@ -566,7 +693,11 @@ def _convert(entity: EntitySet, f: Field, value: object) -> object:
         except (InvalidOperation, ValueError):
             raise bad("Edm.Decimal") from None
         if not -MONEY_LIMIT <= amount <= MONEY_LIMIT:
-            raise SimError(400, errors.INVALID_ARGUMENT, f"A validation error occurred. The value {value} of '{f.name}' on record of type '{entity.type_name}' is outside the valid range. Accepted range: {-MONEY_LIMIT} to {MONEY_LIMIT}.")
+            raise SimError(
+                400,
+                errors.INVALID_ARGUMENT,
+                f"A validation error occurred. The value {value} of '{f.name}' on record of type '{entity.type_name}' is outside the valid range. Accepted range: {-MONEY_LIMIT} to {MONEY_LIMIT}.",
+            )
         return money_to_db(amount)
     if kind is Kind.DATE:
         if not isinstance(value, str):

@@ -21,11 +21,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import errors
 from .errors import SimError
-from .schema import PROJ_TRANS_STATUS
 from .reference import (
     ACCOUNT_ACCRUED_REVENUE,
     ACCOUNT_AR,
@@ -42,6 +41,7 @@ from .reference import (
     accounting_currency,
     convert,
 )
+from .schema import PROJ_TRANS_STATUS
 from .store import get_setting, next_counter
 
 NOT_RUNNING, INITIALIZING, RUNNING, PAUSED, RESUMING = "Not running", "Initializing", "Running", "Paused", "Resuming"
@@ -103,7 +103,7 @@ MAP_NAMES = tuple(d.name for d in DEFAULT_MAPS)
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def install_maps(conn: sqlite3.Connection) -> None:
@@ -118,19 +118,28 @@ def install_maps(conn: sqlite3.Connection) -> None:
         )
         conn.execute(
             "INSERT INTO sim_map_versions(map_name, version, publisher, description, mappings, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (d.name, d.original_version, "Microsoft", "Original version shipped by Microsoft", json.dumps(list(d.mappings)), _now()),
+            (
+                d.name,
+                d.original_version,
+                "Microsoft",
+                "Original version shipped by Microsoft",
+                json.dumps(list(d.mappings)),
+                _now(),
+            ),
         )
         _event(conn, d.name, "installed", f"version {d.original_version}, state {RUNNING}")
     sync_configurations(conn)
 
 
 def _event(conn: sqlite3.Connection, name: str, event: str, detail: str) -> None:
-    conn.execute("INSERT INTO sim_map_events(at, map_name, event, detail) VALUES (?, ?, ?, ?)", (_now(), name, event, detail))
+    conn.execute(
+        "INSERT INTO sim_map_events(at, map_name, event, detail) VALUES (?, ?, ?, ?)", (_now(), name, event, detail)
+    )
 
 
 def sync_configurations(conn: sqlite3.Connection) -> None:
     """Mirror map states into F&O's DualWriteProjectConfigurations (the read-only evidence)."""
-    for name, project, state in conn.execute("SELECT name, project_name, state FROM sim_maps").fetchall():
+    for project, state in conn.execute("SELECT project_name, state FROM sim_maps").fetchall():
         conn.execute(
             'INSERT INTO "fno_DualWriteProjectConfigurations"("ProjectName", "Status") VALUES (?, ?) '
             'ON CONFLICT("ProjectName") DO UPDATE SET "Status" = excluded."Status"',
@@ -153,8 +162,13 @@ def get_map(conn: sqlite3.Connection, name: str) -> dict:
         )
     ]
     return {
-        "name": row[0], "title": row[1], "project_name": row[2], "state": row[3],
-        "active_version": row[4], "original_version": row[5], "tables_refreshed_at": row[6],
+        "name": row[0],
+        "title": row[1],
+        "project_name": row[2],
+        "state": row[3],
+        "active_version": row[4],
+        "original_version": row[5],
+        "tables_refreshed_at": row[6],
         "versions": versions,
     }
 
@@ -166,7 +180,9 @@ def list_maps(conn: sqlite3.Connection) -> list[dict]:
 def events(conn: sqlite3.Connection, since: int = 0) -> list[dict]:
     return [
         {"seq": s, "at": a, "map": m, "event": e, "detail": d}
-        for s, a, m, e, d in conn.execute("SELECT seq, at, map_name, event, detail FROM sim_map_events WHERE seq > ? ORDER BY seq", (since,))
+        for s, a, m, e, d in conn.execute(
+            "SELECT seq, at, map_name, event, detail FROM sim_map_events WHERE seq > ? ORDER BY seq", (since,)
+        )
     ]
 
 
@@ -248,16 +264,37 @@ def _validate_mapping(m: dict) -> dict:
         raise SimError(400, errors.INVALID_ARGUMENT, "Each added mapping needs fno_field and dataverse_field.")
     direction = m.get("direction", "bidirectional")
     if direction not in VALID_DIRECTIONS:
-        raise SimError(400, errors.INVALID_ARGUMENT, f"Mapping direction '{direction}' is not one of {', '.join(VALID_DIRECTIONS)}.")
+        raise SimError(
+            400,
+            errors.INVALID_ARGUMENT,
+            f"Mapping direction '{direction}' is not one of {', '.join(VALID_DIRECTIONS)}.",
+        )
     transform = m.get("transform")
     if transform is not None:
         if transform.get("type") != "ValueMap" or not isinstance(transform.get("values"), dict):
-            raise SimError(400, errors.INVALID_ARGUMENT, "Only the ValueMap transform is supported: {\"type\": \"ValueMap\", \"values\": {fno_value: dataverse_value}}.")
+            raise SimError(
+                400,
+                errors.INVALID_ARGUMENT,
+                'Only the ValueMap transform is supported: {"type": "ValueMap", "values": {fno_value: dataverse_value}}.',
+            )
         transform = {"type": "ValueMap", "values": {str(k): str(v) for k, v in transform["values"].items()}}
-    return {"fno_field": str(m["fno_field"]), "dataverse_field": str(m["dataverse_field"]), "direction": direction, "transform": transform}
+    return {
+        "fno_field": str(m["fno_field"]),
+        "dataverse_field": str(m["dataverse_field"]),
+        "direction": direction,
+        "transform": transform,
+    }
 
 
-def save_as(conn: sqlite3.Connection, name: str, *, version: str, description: str, publisher: str = "Default publisher", add_mappings: list[dict] | None = None) -> dict:
+def save_as(
+    conn: sqlite3.Connection,
+    name: str,
+    *,
+    version: str,
+    description: str,
+    publisher: str = "Default publisher",
+    add_mappings: list[dict] | None = None,
+) -> dict:
     """Save the active version plus added mappings as a new version and make it active."""
     _require_stopped(conn, name, "save a new version")
     current = get_map(conn, name)
@@ -335,7 +372,7 @@ def transstatus_value_map(conn: sqlite3.Connection) -> dict[str, str] | None:
 
 def _push_milestone(conn: sqlite3.Connection, milestone_id: str, created: bool) -> None:
     ms = conn.execute(
-        'SELECT msdyn_name, msdyn_amount, msdyn_invoicedate, msdyn_invoicestatus, _msdyn_contractlineid_value '
+        "SELECT msdyn_name, msdyn_amount, msdyn_invoicedate, msdyn_invoicestatus, _msdyn_contractlineid_value "
         'FROM "dv_msdyn_contractlinescheduleofvalues" WHERE msdyn_contractlinescheduleofvalueid = ?',
         (milestone_id,),
     ).fetchone()
@@ -348,7 +385,8 @@ def _push_milestone(conn: sqlite3.Connection, milestone_id: str, created: bool) 
     ).fetchone()
     if line is None:
         raise SimError(
-            400, errors.UNEXPECTED,
+            400,
+            errors.UNEXPECTED,
             f"Dual-write ({MILESTONE_MAP}): Finance and Operations has no project contract line for "
             f"msdyn_contractlineid {line_id}; milestone {milestone_id} was not written. Synchronize the contract line first.",
         )
@@ -375,7 +413,18 @@ def _push_milestone(conn: sqlite3.Connection, milestone_id: str, created: bool) 
             'INSERT INTO "fno_ProjectContractLineMilestones"("dataAreaId", "ContractLineMilestoneIdentifier", "ContractLineMilestoneGuid", '
             '"ProjectContractId", "ContractLineId", "Description", "Amount", "TransactionDate", "CustomerAccountNumber", "TransStatus") '
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (area, ident, milestone_id, contract_no, line_no, name, amount, when, customer[0] if customer else None, mapped or REGISTERED),
+            (
+                area,
+                ident,
+                milestone_id,
+                contract_no,
+                line_no,
+                name,
+                amount,
+                when,
+                customer[0] if customer else None,
+                mapped or REGISTERED,
+            ),
         )
     else:
         conn.execute(
@@ -387,7 +436,7 @@ def _push_milestone(conn: sqlite3.Connection, milestone_id: str, created: bool) 
 
 def _invoice_facts(conn: sqlite3.Connection, invoice_id: str):
     row = conn.execute(
-        'SELECT i.invoicenumber, i.totalamount, i.msdyn_invoicedate, a.accountnumber, c.cdm_companycode, cur.isocurrencycode '
+        "SELECT i.invoicenumber, i.totalamount, i.msdyn_invoicedate, a.accountnumber, c.cdm_companycode, cur.isocurrencycode "
         'FROM "dv_invoices" i LEFT JOIN "dv_accounts" a ON a.accountid = i._customerid_value '
         'LEFT JOIN "dv_salesorders" o ON o.salesorderid = i._salesorderid_value '
         'LEFT JOIN "dv_cdm_companies" c ON c.cdm_companyid = o._msdyn_company_value '
@@ -398,7 +447,7 @@ def _invoice_facts(conn: sqlite3.Connection, invoice_id: str):
     if row is None:
         return None
     number, total, date, customer, company, currency = row
-    date = date or get_setting(conn, "world_date") or datetime.now(timezone.utc).date().isoformat()
+    date = date or get_setting(conn, "world_date") or datetime.now(UTC).date().isoformat()
     return number, total or 0, date, customer, (company or DEFAULT_COMPANY), currency
 
 
@@ -413,7 +462,14 @@ def _to_accounting(amount: int, currency: str | None, company: str) -> int:
     return convert(amount, currency, target)
 
 
-def _gl_entry(conn: sqlite3.Connection, company: str, date: str, voucher: str, lines: list[tuple[str, int, str]], currency: str | None) -> None:
+def _gl_entry(
+    conn: sqlite3.Connection,
+    company: str,
+    date: str,
+    voucher: str,
+    lines: list[tuple[str, int, str]],
+    currency: str | None,
+) -> None:
     """One balanced GL entry; line amounts are in the transaction currency."""
     entry = next_counter(conn, COUNTER_GL_ENTRY, start=GL_ENTRY_BASE + 1)
     conn.execute(
@@ -425,8 +481,16 @@ def _gl_entry(conn: sqlite3.Connection, company: str, date: str, voucher: str, l
         conn.execute(
             'INSERT INTO "fno_GeneralJournalAccountEntryBiEntities"("SourceKey", "GeneralJournalEntry", "MainAccount", "LedgerAccount", '
             '"AccountingCurrencyAmount", "TransactionCurrencyAmount", "TransactionCurrencyCode", "Text") VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-            (next_counter(conn, COUNTER_GL_LINE, start=GL_LINE_BASE + 1), entry, account, f"{account}--",
-             _to_accounting(amount, currency, company), amount, currency, text),
+            (
+                next_counter(conn, COUNTER_GL_LINE, start=GL_LINE_BASE + 1),
+                entry,
+                account,
+                f"{account}--",
+                _to_accounting(amount, currency, company),
+                amount,
+                currency,
+                text,
+            ),
         )
 
 
@@ -439,13 +503,35 @@ def _post_customer_invoice(conn: sqlite3.Connection, invoice_id: str) -> None:
     conn.execute(
         'INSERT INTO "fno_CustTransactions"("dataAreaId", "RecId", "AccountNum", "Voucher", "TransDate", "AmountCur", "AmountMst", '
         '"CurrencyCode", "Invoice", "TransType") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-        (company.lower(), next_counter(conn, COUNTER_CUST_RECID, start=CUST_RECID_BASE + 1), customer, voucher, f"{date}T12:00:00Z",
-         total, _to_accounting(total, currency, company), currency, number, 8),
+        (
+            company.lower(),
+            next_counter(conn, COUNTER_CUST_RECID, start=CUST_RECID_BASE + 1),
+            customer,
+            voucher,
+            f"{date}T12:00:00Z",
+            total,
+            _to_accounting(total, currency, company),
+            currency,
+            number,
+            8,
+        ),
     )
-    _gl_entry(conn, company, date, voucher, [(ACCOUNT_AR, total, f"Invoice {number}"), (ACCOUNT_REVENUE, -total, f"Invoice {number}")], currency)
-    milestone_ids = [r[0] for r in conn.execute("SELECT milestoneid FROM sim_invoice_milestones WHERE invoiceid = ?", (invoice_id,))]
+    _gl_entry(
+        conn,
+        company,
+        date,
+        voucher,
+        [(ACCOUNT_AR, total, f"Invoice {number}"), (ACCOUNT_REVENUE, -total, f"Invoice {number}")],
+        currency,
+    )
+    milestone_ids = [
+        r[0] for r in conn.execute("SELECT milestoneid FROM sim_invoice_milestones WHERE invoiceid = ?", (invoice_id,))
+    ]
     for mid in milestone_ids:
-        conn.execute('UPDATE "fno_ProjectContractLineMilestones" SET "TransStatus" = ? WHERE "ContractLineMilestoneGuid" = ?', (INVOICED, mid))
+        conn.execute(
+            'UPDATE "fno_ProjectContractLineMilestones" SET "TransStatus" = ? WHERE "ContractLineMilestoneGuid" = ?',
+            (INVOICED, mid),
+        )
 
 
 def _post_billed_actuals(conn: sqlite3.Connection, invoice_id: str) -> None:
@@ -454,9 +540,18 @@ def _post_billed_actuals(conn: sqlite3.Connection, invoice_id: str) -> None:
         return
     number, total, date, _customer, company, currency = facts
     voucher = f"PSA-{next_counter(conn, 'fno_actuals_voucher'):08d}"
-    _gl_entry(conn, company, date, voucher, [(ACCOUNT_ACCRUED_REVENUE, total, f"Billed sales {number}"), (ACCOUNT_BILLED_REVENUE, -total, f"Billed sales {number}")], currency)
+    _gl_entry(
+        conn,
+        company,
+        date,
+        voucher,
+        [
+            (ACCOUNT_ACCRUED_REVENUE, total, f"Billed sales {number}"),
+            (ACCOUNT_BILLED_REVENUE, -total, f"Billed sales {number}"),
+        ],
+        currency,
+    )
 
 
 def queued(conn: sqlite3.Connection, name: str) -> int:
     return conn.execute("SELECT count(*) FROM sim_map_queue WHERE map_name = ?", (name,)).fetchone()[0]
-

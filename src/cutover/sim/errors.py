@@ -56,7 +56,13 @@ class SimError(Exception):
 
     def fno_body(self) -> bytes:
         return json.dumps(
-            {"error": {"code": "", "message": self.message, "innererror": {"message": self.message, "type": "", "stacktrace": ""}}}
+            {
+                "error": {
+                    "code": "",
+                    "message": self.message,
+                    "innererror": {"message": self.message, "type": "", "stacktrace": ""},
+                }
+            }
         ).encode()
 
     def body_for(self, service: str) -> bytes:
@@ -82,9 +88,7 @@ def throttled(code: str, message: str, retry_after: int) -> SimError:
 
 
 def unknown_property(prop: str, qualified_type: str) -> SimError:
-    return SimError(
-        400, ODATA_URI_ERROR, f"Could not find a property named '{prop}' on type '{qualified_type}'."
-    )
+    return SimError(400, ODATA_URI_ERROR, f"Could not find a property named '{prop}' on type '{qualified_type}'.")
 
 
 AUTHORITY_HOST = "https://login.microsoftonline.com"
@@ -108,7 +112,11 @@ class OAuthError(Exception):
     def body(self) -> dict:
         """The short answer of the simulator's own ``/_sim/token`` endpoint."""
         code = self.aadsts
-        return {"error": self.error, "error_description": self.description, "error_codes": [code] if code is not None else []}
+        return {
+            "error": self.error,
+            "error_description": self.description,
+            "error_codes": [code] if code is not None else [],
+        }
 
     def platform_body(self) -> dict:
         """The answer of ``login.microsoftonline.com``: the description carries trace and

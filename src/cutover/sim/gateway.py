@@ -47,7 +47,13 @@ def _refusal(service: str, exc: SimError) -> Response:
 
 
 async def _drop(send) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+        }
+    )
     await send({"type": "http.response.body", "body": b'{"value":[', "more_body": True})
     raise SimulatedDrop("simulated dropped connection")
 
@@ -70,17 +76,29 @@ async def api_endpoint(scope, receive, send) -> None:
     fault = faults.pick(path)
     if faults.latency_ms and faults.applies_to(path):
         await asyncio.sleep(faults.latency_ms / 1000)
-    log = dict(service=service, method=request.method, path=full, client_id=identity.client_id, fault=None if fault == "ok" else fault)
+    log = dict(
+        service=service,
+        method=request.method,
+        path=full,
+        client_id=identity.client_id,
+        fault=None if fault == "ok" else fault,
+    )
     if fault == "429":
         sim.record(**log, status=429, records=0)
         refusal = errors.throttled(
-            errors.REQUESTS_LIMIT, "Number of requests exceeded the limit of 6000 over time window of 300 seconds.", faults.retry_after
+            errors.REQUESTS_LIMIT,
+            "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
+            faults.retry_after,
         )
         await _refusal(service, refusal)(scope, receive, send)
         return
     if fault == "5xx":
         sim.record(**log, status=faults.error_status, records=0)
-        refusal = SimError(faults.error_status, errors.UNEXPECTED, "The service is temporarily unavailable (simulated fault). Retry the request.")
+        refusal = SimError(
+            faults.error_status,
+            errors.UNEXPECTED,
+            "The service is temporarily unavailable (simulated fault). Retry the request.",
+        )
         await _refusal(service, refusal)(scope, receive, send)
         return
     if fault == "drop":
@@ -103,7 +121,9 @@ async def api_endpoint(scope, receive, send) -> None:
     for k, v in request.headers.items():  # a repeated header is one comma-separated list (RFC 9110 §5.3)
         k = k.lower()
         headers[k] = f"{headers[k]}, {v}" if k in headers else v
-    sim_request = SimRequest(request.method, path[len(root) :], list(request.query_params.multi_items()), headers, body, base + root)
+    sim_request = SimRequest(
+        request.method, path[len(root) :], list(request.query_params.multi_items()), headers, body, base + root
+    )
     cost = 0.0
     try:
         try:
@@ -131,7 +151,16 @@ async def api_endpoint(scope, receive, send) -> None:
         budget.starts.extend([now] * (result.inner_requests - 1))
     entry = sim.record(**log, status=result.status, records=result.records)
     for method, inner_path, status in result.inner_log:
-        sim.record(service=service, method=method, path=inner_path, status=status, client_id=identity.client_id, records=0, fault=None, batch=entry["seq"])
+        sim.record(
+            service=service,
+            method=method,
+            path=inner_path,
+            status=status,
+            client_id=identity.client_id,
+            records=0,
+            fault=None,
+            batch=entry["seq"],
+        )
     if fault == "drop-after":
         await _drop(send)
     headers = dict(result.headers)

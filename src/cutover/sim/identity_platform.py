@@ -247,7 +247,20 @@ def openid_configuration_for(conn: sqlite3.Connection, name: str) -> dict:
         "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
         "http_logout_supported": True,
         "frontchannel_logout_supported": True,
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "name", "tid", "ver", "oid", "preferred_username"],
+        "claims_supported": [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "name",
+            "tid",
+            "ver",
+            "oid",
+            "preferred_username",
+        ],
         "tenant_region_scope": "EU",
         "cloud_instance_name": "microsoftonline.com",
         "cloud_graph_host_name": "graph.windows.net",
@@ -269,9 +282,11 @@ def register_certificate(conn: sqlite3.Connection, client_id: str, certificate_p
     try:
         cert = x509.load_pem_x509_certificate(data)
     except ValueError as exc:
-        raise ValueError(f"Not a PEM certificate ({exc}). Send the public certificate, -----BEGIN CERTIFICATE-----.") from None
+        raise ValueError(
+            f"Not a PEM certificate ({exc}). Send the public certificate, -----BEGIN CERTIFICATE-----."
+        ) from None
     entry = {
-        "thumbprint_sha1": cert.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - x5t is SHA-1 by definition (RFC 7515 §4.1.7)
+        "thumbprint_sha1": cert.fingerprint(hashes.SHA1()).hex(),
         "thumbprint_sha256": cert.fingerprint(hashes.SHA256()).hex(),
         "certificate": data.decode("ascii"),
     }
@@ -280,7 +295,11 @@ def register_certificate(conn: sqlite3.Connection, client_id: str, certificate_p
     entries.append(entry)
     registry[client_id] = entries
     set_setting(conn, CERTIFICATES_KEY, registry)
-    return {"client_id": client_id, "thumbprint_sha1": entry["thumbprint_sha1"], "thumbprint_sha256": entry["thumbprint_sha256"]}
+    return {
+        "client_id": client_id,
+        "thumbprint_sha1": entry["thumbprint_sha1"],
+        "thumbprint_sha256": entry["thumbprint_sha256"],
+    }
 
 
 def list_certificates(conn: sqlite3.Connection) -> list[dict]:
@@ -327,7 +346,10 @@ def _check_client_assertion(conn: sqlite3.Connection, form: dict, tenant: dict, 
             f"application. [Reason - The key was not found., Thumbprint of key used by client: '{shown}']",
         )
     cert = x509.load_pem_x509_certificate(match["certificate"].encode("ascii"))
-    audiences = sorted({f"{AUTHORITY_HOST}/{n}/oauth2/v2.0/token" for n in token_endpoint_names} | {f"{AUTHORITY_HOST}/{tenant['id']}/v2.0"})
+    audiences = sorted(
+        {f"{AUTHORITY_HOST}/{n}/oauth2/v2.0/token" for n in token_endpoint_names}
+        | {f"{AUTHORITY_HOST}/{tenant['id']}/v2.0"}
+    )
     try:
         claims = jwt.decode(
             assertion,
@@ -339,19 +361,35 @@ def _check_client_assertion(conn: sqlite3.Connection, form: dict, tenant: dict, 
             leeway=300,
         )
     except jwt.InvalidSignatureError:
-        raise OAuthError(401, "invalid_client", "AADSTS700027: Client assertion contains an invalid signature.") from None
+        raise OAuthError(
+            401, "invalid_client", "AADSTS700027: Client assertion contains an invalid signature."
+        ) from None
     except jwt.ExpiredSignatureError:
-        raise OAuthError(401, "invalid_client", "AADSTS700024: Client assertion is not within its valid time range.") from None
+        raise OAuthError(
+            401, "invalid_client", "AADSTS700024: Client assertion is not within its valid time range."
+        ) from None
     except jwt.InvalidAudienceError:
         raise OAuthError(
-            401, "invalid_client", f"AADSTS700212: The audience of the client assertion must be the token endpoint, {audiences[-1]}."
+            401,
+            "invalid_client",
+            f"AADSTS700212: The audience of the client assertion must be the token endpoint, {audiences[-1]}.",
         ) from None
     except jwt.InvalidIssuerError:
-        raise OAuthError(401, "invalid_client", "AADSTS700021: Client assertion application identifier doesn't match 'client_id' parameter.") from None
+        raise OAuthError(
+            401,
+            "invalid_client",
+            "AADSTS700021: Client assertion application identifier doesn't match 'client_id' parameter.",
+        ) from None
     except jwt.PyJWTError as exc:
-        raise OAuthError(401, "invalid_client", f"AADSTS50027: JWT token is invalid or malformed ({type(exc).__name__}).") from None
+        raise OAuthError(
+            401, "invalid_client", f"AADSTS50027: JWT token is invalid or malformed ({type(exc).__name__})."
+        ) from None
     if claims.get("sub") != client_id:
-        raise OAuthError(401, "invalid_client", "AADSTS700021: Client assertion application identifier doesn't match 'client_id' parameter.")
+        raise OAuthError(
+            401,
+            "invalid_client",
+            "AADSTS700021: Client assertion application identifier doesn't match 'client_id' parameter.",
+        )
 
 
 # --- user tokens ---------------------------------------------------------------------------
@@ -367,7 +405,14 @@ def _unb64(text: str) -> bytes:
 
 def _refresh_token(conn: sqlite3.Connection, user: str, client_id: str, tenant_id: str, now: float) -> str:
     lifetime = int(settings(conn)["refresh_token_lifetime"])
-    claims = {"sub": user, "cid": client_id, "tid": tenant_id, "iat": now, "exp": math.ceil(now) + lifetime, "jti": secrets.token_hex(8)}
+    claims = {
+        "sub": user,
+        "cid": client_id,
+        "tid": tenant_id,
+        "iat": now,
+        "exp": math.ceil(now) + lifetime,
+        "jti": secrets.token_hex(8),
+    }
     payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
     return f"simrt.{payload}.{auth.keyed_digest(conn, 'refresh_token', payload.encode())}"
 
@@ -384,16 +429,25 @@ def _read_refresh_token(conn: sqlite3.Connection, token: str, client_id: str, no
     except ValueError:
         raise bad from None
     if claims.get("cid") != client_id:
-        raise OAuthError(400, "invalid_grant", "AADSTS70000: Provided grant is invalid or malformed: the refresh token was issued to a different client.")
+        raise OAuthError(
+            400,
+            "invalid_grant",
+            "AADSTS70000: Provided grant is invalid or malformed: the refresh token was issued to a different client.",
+        )
     if claims.get("exp", 0) <= now:
         raise OAuthError(
-            400, "invalid_grant",
+            400,
+            "invalid_grant",
             "AADSTS700082: The refresh token has expired due to inactivity. The token was issued on "
             f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(claims.get('iat', 0)))} and was inactive for too long.",
         )
     revoked = (get_setting(conn, REVOKED_KEY, {}) or {}).get(claims.get("sub", ""))
     if revoked is not None and claims.get("iat", 0) <= revoked:
-        raise OAuthError(400, "invalid_grant", "AADSTS50173: The provided grant has expired due to it being revoked, a fresh auth token is needed.")
+        raise OAuthError(
+            400,
+            "invalid_grant",
+            "AADSTS50173: The provided grant has expired due to it being revoked, a fresh auth token is needed.",
+        )
     return claims
 
 
@@ -416,10 +470,16 @@ def _id_token(conn: sqlite3.Connection, user: str, client_id: str, tenant_id: st
     return jwt.encode(claims, key, algorithm="HS256", headers={"kid": "sim"})
 
 
-def _user_token_response(conn: sqlite3.Connection, user: str, client_id: str, tenant_id: str, scopes: list[str], form: dict, now: float) -> dict:
+def _user_token_response(
+    conn: sqlite3.Connection, user: str, client_id: str, tenant_id: str, scopes: list[str], form: dict, now: float
+) -> dict:
     resources = [s for s in scopes if s.lower() not in RESERVED_SCOPES]
     if not resources:
-        raise OAuthError(400, "invalid_scope", "AADSTS70011: The provided request must include a 'scope' input parameter naming a resource.")
+        raise OAuthError(
+            400,
+            "invalid_scope",
+            "AADSTS70011: The provided request must include a 'scope' input parameter naming a resource.",
+        )
     body = auth.mint_access_token(conn, user, resources[0], now)
     body["scope"] = " ".join(resources + [s for s in scopes if s.lower() in RESERVED_SCOPES])
     if "offline_access" in (s.lower() for s in scopes):
@@ -427,7 +487,9 @@ def _user_token_response(conn: sqlite3.Connection, user: str, client_id: str, te
     if "openid" in (s.lower() for s in scopes):
         body["id_token"] = _id_token(conn, user, client_id, tenant_id, now)
     if form.get("client_info") == "1":
-        body["client_info"] = _b64(json.dumps({"uid": auth.user_object_id(user), "utid": tenant_id}, separators=(",", ":")).encode())
+        body["client_info"] = _b64(
+            json.dumps({"uid": auth.user_object_id(user), "utid": tenant_id}, separators=(",", ":")).encode()
+        )
     return body
 
 
@@ -437,14 +499,18 @@ def _user_token_response(conn: sqlite3.Connection, user: str, client_id: str, te
 async def _form(request: Request) -> dict[str, str]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
-        raise OAuthError(400, "invalid_request", "AADSTS900144: The request body must be application/x-www-form-urlencoded.")
+        raise OAuthError(
+            400, "invalid_request", "AADSTS900144: The request body must be application/x-www-form-urlencoded."
+        )
     form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
     basic = request.headers.get("authorization", "")
     if basic.lower().startswith("basic "):  # client_secret_basic (RFC 6749 §2.3.1)
         try:
             cid, _, secret = base64.b64decode(basic[6:].strip()).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            raise OAuthError(401, "invalid_client", "AADSTS7000216: The Authorization header is not valid HTTP Basic authentication.") from None
+            raise OAuthError(
+                401, "invalid_client", "AADSTS7000216: The Authorization header is not valid HTTP Basic authentication."
+            ) from None
         form.setdefault("client_id", unquote_plus(cid))
         form.setdefault("client_secret", unquote_plus(secret))
     return form
@@ -453,7 +519,11 @@ async def _form(request: Request) -> dict[str, str]:
 def _require(form: dict, *names: str) -> None:
     for name in names:
         if not form.get(name):
-            raise OAuthError(400, "invalid_request", f"AADSTS900144: The request body must contain the following parameter: '{name}'.")
+            raise OAuthError(
+                400,
+                "invalid_request",
+                f"AADSTS900144: The request body must contain the following parameter: '{name}'.",
+            )
 
 
 def _require_app(conn: sqlite3.Connection, client_id: str, tenant: dict) -> None:
@@ -467,7 +537,14 @@ def _require_app(conn: sqlite3.Connection, client_id: str, tenant: dict) -> None
         )
 
 
-def _record(request: Request, endpoint: str, status: int, form: dict | None = None, error: str | None = None, code: int | None = None) -> None:
+def _record(
+    request: Request,
+    endpoint: str,
+    status: int,
+    form: dict | None = None,
+    error: str | None = None,
+    code: int | None = None,
+) -> None:
     form = form or {}
     _state(request).record(
         method=request.method,
@@ -493,7 +570,9 @@ def _answer(request: Request, endpoint: str, form: dict | None, fn) -> JSONRespo
 
 async def openid_configuration(request: Request) -> JSONResponse:
     conn = conn_of(request)
-    return _answer(request, "openid-configuration", None, lambda: openid_configuration_for(conn, request.path_params["tenant"]))
+    return _answer(
+        request, "openid-configuration", None, lambda: openid_configuration_for(conn, request.path_params["tenant"])
+    )
 
 
 async def instance_discovery(request: Request) -> JSONResponse:
@@ -512,7 +591,12 @@ async def instance_discovery(request: Request) -> JSONResponse:
                 {
                     "preferred_network": "login.microsoftonline.com",
                     "preferred_cache": "login.windows.net",
-                    "aliases": ["login.microsoftonline.com", "login.windows.net", "login.microsoft.com", "sts.windows.net"],
+                    "aliases": [
+                        "login.microsoftonline.com",
+                        "login.windows.net",
+                        "login.microsoft.com",
+                        "sts.windows.net",
+                    ],
                 }
             ],
         }
@@ -526,7 +610,8 @@ def _raise(exc: Exception):
 
 async def authorize(request: Request) -> JSONResponse:
     refusal = OAuthError(
-        400, "unsupported_response_type",
+        400,
+        "unsupported_response_type",
         "AADSTS700054: Interactive (browser) sign-in is not available in the rehearsal simulator; use the device code flow.",
     )
     return _answer(request, "authorize", None, lambda: _raise(refusal))
@@ -590,46 +675,78 @@ async def token(request: Request) -> JSONResponse:
             scopes = form["scope"].split()
             if len(scopes) != 1 or not scopes[0].endswith("/.default"):
                 raise OAuthError(
-                    400, "invalid_scope",
+                    400,
+                    "invalid_scope",
                     f"AADSTS1002012: The provided value for scope {form['scope']} is not valid. Client credential flows must "
                     "have a scope value with /.default suffixed to the resource identifier (application ID URI).",
                 )
             if form.get("client_assertion") or form.get("client_assertion_type"):
                 _require_app(conn, form["client_id"], tenant)
-                _check_client_assertion(conn, form, tenant, {segment, tenant["id"], tenant.get("domain") or tenant["id"]})
+                _check_client_assertion(
+                    conn, form, tenant, {segment, tenant["id"], tenant.get("domain") or tenant["id"]}
+                )
                 return auth.mint_access_token(conn, form["client_id"], scopes[0], now)
             if not form.get("client_secret"):
                 _require_app(conn, form["client_id"], tenant)
                 raise OAuthError(
-                    401, "invalid_client",
+                    401,
+                    "invalid_client",
                     "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
                 )
-            return auth.issue_token(conn, {k: form[k] for k in ("grant_type", "client_id", "client_secret", "scope")}, now)
+            return auth.issue_token(
+                conn, {k: form[k] for k in ("grant_type", "client_id", "client_secret", "scope")}, now
+            )
         if grant == DEVICE_GRANT:
             _require(form, "client_id", "device_code")
             st = _state(request)
             dc = st.device_codes.get(form["device_code"])
             if dc is None or dc.client_id != form["client_id"]:
-                raise OAuthError(400, "bad_verification_code", "AADSTS70000: The provided value for the 'device_code' parameter is not valid.")
+                raise OAuthError(
+                    400,
+                    "bad_verification_code",
+                    "AADSTS70000: The provided value for the 'device_code' parameter is not valid.",
+                )
             if dc.expires_at <= now:
-                raise OAuthError(400, "expired_token", "AADSTS70020: The provided value for the input parameter 'device_code' is not valid. This device code has expired.")
+                raise OAuthError(
+                    400,
+                    "expired_token",
+                    "AADSTS70020: The provided value for the input parameter 'device_code' is not valid. This device code has expired.",
+                )
             if dc.state == "declined":
                 del st.device_codes[dc.device_code]
-                raise OAuthError(400, "authorization_declined", "AADSTS70000: The user declined the sign-in request (authorization_declined).")
+                raise OAuthError(
+                    400,
+                    "authorization_declined",
+                    "AADSTS70000: The user declined the sign-in request (authorization_declined).",
+                )
             if dc.state != "approved":
-                raise OAuthError(400, "authorization_pending", "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending. Continue polling.")
+                raise OAuthError(
+                    400,
+                    "authorization_pending",
+                    "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+                )
             del st.device_codes[dc.device_code]  # a device code is redeemed once
             return _user_token_response(conn, dc.user, dc.client_id, dc.tenant_id, dc.scopes, form, now)
         if grant == "refresh_token":
             _require(form, "client_id", "refresh_token")
             claims = _read_refresh_token(conn, form["refresh_token"], form["client_id"], now)
             if claims.get("tid") != tenant["id"]:
-                raise OAuthError(400, "invalid_grant", "AADSTS70000: Provided grant is invalid or malformed: the refresh token belongs to another tenant.")
+                raise OAuthError(
+                    400,
+                    "invalid_grant",
+                    "AADSTS70000: Provided grant is invalid or malformed: the refresh token belongs to another tenant.",
+                )
             if auth.get_identity(conn, claims["sub"]) is None:
-                raise OAuthError(400, "invalid_grant", f"AADSTS50034: The user account {claims['sub']} does not exist in the directory.")
+                raise OAuthError(
+                    400,
+                    "invalid_grant",
+                    f"AADSTS50034: The user account {claims['sub']} does not exist in the directory.",
+                )
             scopes = (form.get("scope") or "").split()
             return _user_token_response(conn, claims["sub"], form["client_id"], tenant["id"], scopes, form, now)
-        raise OAuthError(400, "unsupported_grant_type", f"AADSTS70003: The app requested an unsupported grant type '{grant}'.")
+        raise OAuthError(
+            400, "unsupported_grant_type", f"AADSTS70003: The app requested an unsupported grant type '{grant}'."
+        )
 
     return _answer(request, "token", form, body)
 
@@ -642,7 +759,9 @@ async def token_endpoint(request: Request) -> JSONResponse:
     answered with the short OAuth error body."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
-        refusal = OAuthError(400, "invalid_request", "AADSTS900144: The request body must be application/x-www-form-urlencoded.")
+        refusal = OAuthError(
+            400, "invalid_request", "AADSTS900144: The request body must be application/x-www-form-urlencoded."
+        )
         return JSONResponse(refusal.body(), status_code=refusal.status)
     form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
     try:
@@ -667,7 +786,10 @@ async def approve(request: Request) -> dict:
     user = str(body.get("user") or DEFAULT_USER)
     dc = _state(request).by_user_code(user_code) if user_code else None
     if dc is None:
-        raise _refuse(404, f"No pending sign-in has the code '{user_code}'. Start the device code flow first and use the code it shows.")
+        raise _refuse(
+            404,
+            f"No pending sign-in has the code '{user_code}'. Start the device code flow first and use the code it shows.",
+        )
     if dc.expires_at <= time.time():
         raise _refuse(400, f"The code '{dc.user_code}' has expired; start the sign-in again.")
     if dc.state != "pending":
@@ -677,14 +799,26 @@ async def approve(request: Request) -> dict:
     else:
         identity = auth.ensure_user(conn_of(request), user, can_write=bool(body.get("can_write", True)))
         dc.state, dc.user = "approved", identity.client_id
-    return {"user_code": dc.user_code, "state": dc.state, "user": dc.user, "client_id": dc.client_id, "scope": " ".join(dc.scopes)}
+    return {
+        "user_code": dc.user_code,
+        "state": dc.state,
+        "user": dc.user,
+        "client_id": dc.client_id,
+        "scope": " ".join(dc.scopes),
+    }
 
 
 @admin
 async def device_codes(request: Request) -> list:
     now = time.time()
     return [
-        {"user_code": dc.user_code, "client_id": dc.client_id, "scope": " ".join(dc.scopes), "state": dc.state, "expires_in": max(0, int(dc.expires_at - now))}
+        {
+            "user_code": dc.user_code,
+            "client_id": dc.client_id,
+            "scope": " ".join(dc.scopes),
+            "state": dc.state,
+            "expires_in": max(0, int(dc.expires_at - now)),
+        }
         for dc in _state(request).device_codes.values()
         if dc.expires_at > now
     ]
@@ -714,7 +848,12 @@ async def revoke(request: Request) -> dict:
     return {"user": user, "revoked_before": revoked[user]}
 
 
-_SETTING_TYPES = {"tenants": list, "device_code_lifetime": int, "device_code_interval": int, "refresh_token_lifetime": int}
+_SETTING_TYPES = {
+    "tenants": list,
+    "device_code_lifetime": int,
+    "device_code_interval": int,
+    "refresh_token_lifetime": int,
+}
 
 
 @admin
@@ -727,7 +866,9 @@ async def settings_endpoint(request: Request) -> dict:
         for key, value in body.items():
             if key == "tenants":
                 if not isinstance(value, list) or not all(isinstance(t, dict) and t.get("id") for t in value):
-                    raise _refuse(400, 'tenants must be a list like [{"id": "<GUID>", "domain": "contoso.onmicrosoft.com"}].')
+                    raise _refuse(
+                        400, 'tenants must be a list like [{"id": "<GUID>", "domain": "contoso.onmicrosoft.com"}].'
+                    )
                 stored[key] = [{"id": str(t["id"]), "domain": str(t.get("domain") or "")} for t in value]
             else:
                 number = int(value)

@@ -50,15 +50,29 @@ def create_invoice(conn: sqlite3.Connection, contract_id: str) -> str:
         (contract_id, INVOICE_STATUS_READY),
     ).fetchall()
     if not milestones:
-        raise SimError(400, errors.INVALID_ARGUMENT, f"There are no transactions ready for invoicing on project contract {contract[0]}; no invoice was created.")
+        raise SimError(
+            400,
+            errors.INVALID_ARGUMENT,
+            f"There are no transactions ready for invoicing on project contract {contract[0]}; no invoice was created.",
+        )
     invoice_id = str(uuid.uuid4())
     number = f"PINV-{next_counter(conn, 'invoice_number'):06d}"
     total = sum(m[2] or 0 for m in milestones)
     conn.execute(
         'INSERT INTO "dv_invoices"(invoiceid, name, invoicenumber, _salesorderid_value, _customerid_value, _transactioncurrencyid_value, '
         "totalamount, msdyn_invoicedate, statecode, statuscode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (invoice_id, f"{contract[1]} – pro-forma", number, contract_id, contract[2], contract[3], total,
-         get_setting(conn, "world_date"), INVOICE_STATECODE_ACTIVE, INVOICE_STATUSCODE_DRAFT),
+        (
+            invoice_id,
+            f"{contract[1]} – pro-forma",
+            number,
+            contract_id,
+            contract[2],
+            contract[3],
+            total,
+            get_setting(conn, "world_date"),
+            INVOICE_STATECODE_ACTIVE,
+            INVOICE_STATUSCODE_DRAFT,
+        ),
     )
     per_line: dict[str, int] = defaultdict(int)
     for mid, line_id, amount in milestones:
@@ -66,7 +80,9 @@ def create_invoice(conn: sqlite3.Connection, contract_id: str) -> str:
         conn.execute("INSERT INTO sim_invoice_milestones(invoiceid, milestoneid) VALUES (?, ?)", (invoice_id, mid))
         _set_milestone_status(conn, mid, INVOICE_STATUS_CREATED)
     for line_id, amount in per_line.items():
-        desc = conn.execute('SELECT productdescription FROM "dv_salesorderdetails" WHERE salesorderdetailid = ?', (line_id,)).fetchone()
+        desc = conn.execute(
+            'SELECT productdescription FROM "dv_salesorderdetails" WHERE salesorderdetailid = ?', (line_id,)
+        ).fetchone()
         conn.execute(
             'INSERT INTO "dv_invoicedetails"(invoicedetailid, _invoiceid_value, _salesorderdetailid_value, productdescription, extendedamount) '
             "VALUES (?, ?, ?, ?, ?)",
@@ -77,16 +93,23 @@ def create_invoice(conn: sqlite3.Connection, contract_id: str) -> str:
 
 def confirm_invoice(conn: sqlite3.Connection, invoice_id: str) -> None:
     """Confirm draft invoice ``invoice_id``; dual-write then posts it in F&O (see dualwrite.py)."""
-    row = conn.execute('SELECT invoicenumber, statuscode FROM "dv_invoices" WHERE invoiceid = ?', (invoice_id,)).fetchone()
+    row = conn.execute(
+        'SELECT invoicenumber, statuscode FROM "dv_invoices" WHERE invoiceid = ?', (invoice_id,)
+    ).fetchone()
     if row is None:
         raise errors.not_found_record("invoice", invoice_id)
     if row[1] != INVOICE_STATUSCODE_DRAFT:
-        raise SimError(400, errors.INVALID_ARGUMENT, f"Invoice {row[0]} is not a draft (status {row[1]}); only draft invoices can be confirmed.")
+        raise SimError(
+            400,
+            errors.INVALID_ARGUMENT,
+            f"Invoice {row[0]} is not a draft (status {row[1]}); only draft invoices can be confirmed.",
+        )
     conn.execute(
         'UPDATE "dv_invoices" SET statecode = ?, statuscode = ?, sim_version = sim_version + 1 WHERE invoiceid = ?',
         (INVOICE_STATECODE_CONFIRMED, INVOICE_STATUSCODE_CONFIRMED, invoice_id),
     )
-    for (mid,) in conn.execute("SELECT milestoneid FROM sim_invoice_milestones WHERE invoiceid = ?", (invoice_id,)).fetchall():
+    for (mid,) in conn.execute(
+        "SELECT milestoneid FROM sim_invoice_milestones WHERE invoiceid = ?", (invoice_id,)
+    ).fetchall():
         _set_milestone_status(conn, mid, INVOICE_STATUS_POSTED)
     dualwrite.invoice_confirmed(conn, invoice_id)
-

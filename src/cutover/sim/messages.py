@@ -45,7 +45,9 @@ class SimRequest:
         try:
             return int(text)
         except ValueError:
-            raise SimError(400, errors.ODATA_URI_ERROR, f"odata.maxpagesize must be an integer, not '{text}'.") from None
+            raise SimError(
+                400, errors.ODATA_URI_ERROR, f"odata.maxpagesize must be an integer, not '{text}'."
+            ) from None
 
 
 @dataclass
@@ -62,6 +64,8 @@ class SimResponse:
 ODATA_HEADERS = {"OData-Version": "4.0", "Content-Type": "application/json; odata.metadata=minimal"}
 
 
-def json_response(status: int, payload: object | str, records: int = 0, writes: bool = False, **headers: str) -> SimResponse:
+def json_response(
+    status: int, payload: object | str, records: int = 0, writes: bool = False, **headers: str
+) -> SimResponse:
     text = payload if isinstance(payload, str) else json.dumps(payload)
     return SimResponse(status, text.encode(), {**ODATA_HEADERS, **headers}, records=records, writes=writes)

@@ -24,7 +24,9 @@ def _entity_type(entity: EntitySet, ns: str) -> list[str]:
     for f in entity.fields:
         if f.navigation:
             target = next(s for s in DATAVERSE_SETS if s.name == f.target)
-            out.append(f"<NavigationProperty Name={quoteattr(f.navigation)} Type={quoteattr(f'{ns}.{target.type_name}')}/>")
+            out.append(
+                f"<NavigationProperty Name={quoteattr(f.navigation)} Type={quoteattr(f'{ns}.{target.type_name}')}/>"
+            )
     out.append("</EntityType>")
     return out
 
@@ -38,7 +40,11 @@ def dataverse_metadata(create_action: str, confirm_action: str, bulk_sets: set[s
         '<ComplexType Name="WhoAmIResponse"><Property Name="BusinessUnitId" Type="Edm.Guid" Nullable="false"/>'
         '<Property Name="UserId" Type="Edm.Guid" Nullable="false"/><Property Name="OrganizationId" Type="Edm.Guid" Nullable="false"/></ComplexType>'
     )
-    body.append('<Function Name="WhoAmI"><ReturnType Type="mscrm.WhoAmIResponse" Nullable="false"/></Function>'.replace("mscrm", ns))
+    body.append(
+        '<Function Name="WhoAmI"><ReturnType Type="mscrm.WhoAmIResponse" Nullable="false"/></Function>'.replace(
+            "mscrm", ns
+        )
+    )
     for s in DATAVERSE_SETS:
         if s.name in bulk_sets:
             for action in ("CreateMultiple", "UpsertMultiple"):
@@ -46,8 +52,12 @@ def dataverse_metadata(create_action: str, confirm_action: str, bulk_sets: set[s
                     f'<Action Name="{action}" IsBound="true"><Parameter Name="entityset" Type="Collection({ns}.{s.type_name})" Nullable="false"/>'
                     f'<Parameter Name="Targets" Type="Collection({ns}.{s.type_name})" Nullable="false"/></Action>'
                 )
-    body.append(f'<Action Name={quoteattr(create_action)} IsBound="true"><Parameter Name="entity" Type="{ns}.salesorder" Nullable="false"/><ReturnType Type="{ns}.invoice"/></Action>')
-    body.append(f'<Action Name={quoteattr(confirm_action)} IsBound="true"><Parameter Name="entity" Type="{ns}.invoice" Nullable="false"/></Action>')
+    body.append(
+        f'<Action Name={quoteattr(create_action)} IsBound="true"><Parameter Name="entity" Type="{ns}.salesorder" Nullable="false"/><ReturnType Type="{ns}.invoice"/></Action>'
+    )
+    body.append(
+        f'<Action Name={quoteattr(confirm_action)} IsBound="true"><Parameter Name="entity" Type="{ns}.invoice" Nullable="false"/></Action>'
+    )
     container = ['<EntityContainer Name="System">']
     container += [f'<EntitySet Name="{s.name}" EntityType="{ns}.{s.type_name}"/>' for s in DATAVERSE_SETS]
     container.append(f'<FunctionImport Name="WhoAmI" Function="{ns}.WhoAmI"/>')
@@ -60,7 +70,7 @@ def fno_metadata() -> str:
     body: list[str] = []
     for enum in FNO_ENUMS:
         body.append(f"<EnumType Name={quoteattr(enum.name)}>")
-        body += [f"<Member Name={quoteattr(m)} Value=\"{v}\"/>" for m, v in enum.members.items()]
+        body += [f'<Member Name={quoteattr(m)} Value="{v}"/>' for m, v in enum.members.items()]
         body.append("</EnumType>")
     for s in FNO_SETS:
         body += _entity_type(s, ns)

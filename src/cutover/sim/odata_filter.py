@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, Inexact, localcontext
-from typing import Iterable, Iterator
 
 from odata_query import ast
 from odata_query.exceptions import (
@@ -98,7 +98,7 @@ def _parse(text: str) -> ast._Node:
             ) from None
         position = exc.token.index
         raise FilterError(
-            f"Syntax error at position {position} in '{text}' near '{text[position:position + 20]}'."
+            f"Syntax error at position {position} in '{text}' near '{text[position : position + 20]}'."
         ) from None
     except UnknownFunctionException as exc:
         raise FilterError(f"Syntax error in '{text}': unknown function '{exc.function_name}'.") from None
@@ -275,9 +275,7 @@ class _Translator:
         name = identifier.full_name()
         field = self.entity.by_name.get(name)
         if field is None or name.startswith("sim_"):
-            raise FilterError(
-                f"Could not find a property named '{name}' on type '{self.entity.qualified_type}'."
-            )
+            raise FilterError(f"Could not find a property named '{name}' on type '{self.entity.qualified_type}'.")
         return field
 
     def property_or_none(self, node: ast._Node) -> Field | None:
@@ -307,7 +305,9 @@ class _Translator:
         if isinstance(node, ast.BinOp):
             raise FilterError(f"The arithmetic operator '{_ARITHMETIC[type(node.op)]}' is not supported in $filter.")
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            raise FilterError("The arithmetic negation operator '-' is not supported in $filter; write a negative literal.")
+            raise FilterError(
+                "The arithmetic negation operator '-' is not supported in $filter; write a negative literal."
+            )
         if isinstance(node, (ast.Attribute, ast.CollectionLambda)):
             raise FilterError("Navigation paths and lambda operators (any/all) are not supported in this $filter.")
         if isinstance(node, (ast.Compare, ast.BoolOp, ast.UnaryOp)):
@@ -410,7 +410,9 @@ class _Translator:
         if field is None:
             raise FilterError(f"The first argument of '{name}' must be a property.")
         if field.kind is not Kind.STRING:
-            raise FilterError(self._signature_error(name, field, "(Edm.String Nullable=true, Edm.String Nullable=true)"))
+            raise FilterError(
+                self._signature_error(name, field, "(Edm.String Nullable=true, Edm.String Nullable=true)")
+            )
         pattern = self.literal_value(pattern_node)
         if not isinstance(pattern, ast.String):
             raise FilterError(
@@ -481,7 +483,9 @@ class _Translator:
         if isinstance(literal, ast.Integer):
             if literal.py_val in enum.members.values():
                 return literal.py_val
-            raise FilterError(f"The value {literal.val} is not a member of {enum.qualified} (property '{field.name}'). {hint}")
+            raise FilterError(
+                f"The value {literal.val} is not a member of {enum.qualified} (property '{field.name}'). {hint}"
+            )
         if isinstance(literal, EnumLiteral):
             if literal.type_name not in (enum.qualified, enum.name):
                 raise FilterError(
@@ -542,8 +546,8 @@ def _datetime_value(text: str) -> str | _Between:
     except ValueError:
         raise FilterError(f"'{text}' is not a valid Edm.DateTimeOffset literal.") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    moment = moment.astimezone(dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
+    moment = moment.astimezone(dt.UTC)
     second = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if not fraction:
         return second + "Z"

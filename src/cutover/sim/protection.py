@@ -33,7 +33,7 @@ class Limits:
     enabled: bool = True
 
     @classmethod
-    def scaled(cls, factor: float) -> "Limits":
+    def scaled(cls, factor: float) -> Limits:
         """The documented limits with the window shrunk by `factor`; rates stay as documented."""
         return cls(
             window_seconds=300.0 * factor,
@@ -95,7 +95,12 @@ class Faults:
         if self.script:
             return self.script.pop(0)
         r = self._rng.random()
-        for kind, rate in (("429", self.throttle_rate), ("5xx", self.error_rate), ("drop", self.drop_rate), ("drop-after", self.drop_after_rate)):
+        for kind, rate in (
+            ("429", self.throttle_rate),
+            ("5xx", self.error_rate),
+            ("drop", self.drop_rate),
+            ("drop-after", self.drop_after_rate),
+        ):
             if r < rate:
                 return kind
             r -= rate
@@ -160,7 +165,11 @@ class Budget:
 
     def snapshot(self, limits: Limits, now: float) -> dict:
         self._expire(now, limits.window_seconds)
-        return {"requests": len(self.starts), "execution_seconds": round(self.execution, 6), "concurrent": self.concurrent}
+        return {
+            "requests": len(self.starts),
+            "execution_seconds": round(self.execution, 6),
+            "concurrent": self.concurrent,
+        }
 
 
 class Protection:

@@ -98,9 +98,13 @@ def _int_option(name: str, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise SimError(400, errors.ODATA_URI_ERROR, f"Invalid value '{text}' for query option {name}: an integer is required.") from None
+        raise SimError(
+            400, errors.ODATA_URI_ERROR, f"Invalid value '{text}' for query option {name}: an integer is required."
+        ) from None
     if value < 0:
-        raise SimError(400, errors.ODATA_URI_ERROR, f"Invalid value '{text}' for query option {name}: must not be negative.")
+        raise SimError(
+            400, errors.ODATA_URI_ERROR, f"Invalid value '{text}' for query option {name}: must not be negative."
+        )
     return value
 
 
@@ -113,11 +117,19 @@ def parse_options(entity: EntitySet, params: dict[str, str], prefer_page: int | 
     for name in params:
         if name not in KNOWN_OPTIONS:
             if name == "$expand":
-                raise SimError(400, errors.NOT_SUPPORTED, "The simulator does not support $expand; select the lookup's _<name>_value instead.")
+                raise SimError(
+                    400,
+                    errors.NOT_SUPPORTED,
+                    "The simulator does not support $expand; select the lookup's _<name>_value instead.",
+                )
             if name.startswith("$"):
                 raise SimError(400, errors.ODATA_URI_ERROR, f"The query parameter '{name}' is not supported.")
     if dataverse and "$skip" in params:
-        raise SimError(400, errors.ODATA_URI_ERROR, "The query parameter $skip is not supported. Use paging with odata.maxpagesize and @odata.nextLink.")
+        raise SimError(
+            400,
+            errors.ODATA_URI_ERROR,
+            "The query parameter $skip is not supported. Use paging with odata.maxpagesize and @odata.nextLink.",
+        )
 
     select_text = params.get("$select")
     select = [_field(entity, n) for n in select_text.split(",") if n.strip()] if select_text else list(entity.fields)
@@ -191,7 +203,9 @@ def read_page(
             raise SimError(400, errors.ODATA_URI_ERROR, "The $skiptoken value does not belong to this query.")
 
     if opts.order:
-        order_sql = ", ".join(f'"{f.name}" {"DESC" if d else "ASC"}' for f, d in opts.order) + ", " + ", ".join(key_cols)
+        order_sql = (
+            ", ".join(f'"{f.name}" {"DESC" if d else "ASC"}' for f, d in opts.order) + ", " + ", ".join(key_cols)
+        )
     else:
         order_sql = ", ".join(key_cols)
 
@@ -203,19 +217,25 @@ def read_page(
         limit = min(limit, max(remaining_top, 0))
 
     sql = (
-        f"SELECT {', '.join(key_cols)}, {row_json_sql(entity, opts.select)} FROM \"{entity.table}\" "
+        f'SELECT {", ".join(key_cols)}, {row_json_sql(entity, opts.select)} FROM "{entity.table}" '
         f"WHERE {' AND '.join(where)} ORDER BY {order_sql} LIMIT ? OFFSET ?"
     )
-    rows = conn.execute(sql, (*params, limit + 1, offset if not (keyset and opts.token and 'k' in opts.token) else 0)).fetchall()
+    rows = conn.execute(
+        sql, (*params, limit + 1, offset if not (keyset and opts.token and "k" in opts.token) else 0)
+    ).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
     nk = len(key_cols)
 
     out = ['{"@odata.context":', json.dumps(f"{base_url}$metadata#{entity.name}")]
     if opts.count:
-        total = conn.execute(f'SELECT count(*) FROM "{entity.table}" WHERE {count_sql_where}', count_params).fetchone()[0]
+        total = conn.execute(f'SELECT count(*) FROM "{entity.table}" WHERE {count_sql_where}', count_params).fetchone()[
+            0
+        ]
         if entity.service == "dataverse" and total > DATAVERSE_COUNT_LIMIT:
-            out.append(f',"@odata.count":{DATAVERSE_COUNT_LIMIT},"@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded":true')
+            out.append(
+                f',"@odata.count":{DATAVERSE_COUNT_LIMIT},"@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded":true'
+            )
         else:
             out.append(f',"@odata.count":{total}')
     out.append(',"value":[')

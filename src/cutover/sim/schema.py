@@ -167,9 +167,7 @@ INVOICE_STATUSCODE_CONFIRMED = 100001
 
 # --- F&O enums ---------------------------------------------------------------------------
 
-PROJ_TRANS_STATUS = EnumType(
-    "ProjTransStatus", {"Registered": 1, "Posted": 2, "InvoiceProposal": 3, "Invoiced": 4}
-)
+PROJ_TRANS_STATUS = EnumType("ProjTransStatus", {"Registered": 1, "Posted": 2, "InvoiceProposal": 3, "Invoiced": 4})
 DUAL_WRITE_STATUS = EnumType("DualWriteProjectStatus", {"Enabled": 0, "Disabled": 1, "Queueing": 4})
 LEDGER_TRANS_TYPE = EnumType(
     "LedgerTransType", {"None": 0, "Sales": 2, "Payment": 15, "Project": 8, "Cust": 7, "Transfer": 24}
@@ -182,7 +180,10 @@ FNO_ENUMS = (PROJ_TRANS_STATUS, DUAL_WRITE_STATUS, LEDGER_TRANS_TYPE, PROJ_BILLI
 
 DATAVERSE_SETS: tuple[EntitySet, ...] = (
     EntitySet(
-        "dataverse", "cdm_companies", "cdm_company", ("cdm_companyid",),
+        "dataverse",
+        "cdm_companies",
+        "cdm_company",
+        ("cdm_companyid",),
         (
             Field("cdm_companyid", Kind.GUID),
             Field("cdm_companycode", Kind.STRING, required=True, max_length=4),
@@ -191,7 +192,10 @@ DATAVERSE_SETS: tuple[EntitySet, ...] = (
         primary_name="cdm_name",
     ),
     EntitySet(
-        "dataverse", "transactioncurrencies", "transactioncurrency", ("transactioncurrencyid",),
+        "dataverse",
+        "transactioncurrencies",
+        "transactioncurrency",
+        ("transactioncurrencyid",),
         (
             Field("transactioncurrencyid", Kind.GUID),
             Field("isocurrencycode", Kind.STRING, required=True, max_length=5),
@@ -201,7 +205,10 @@ DATAVERSE_SETS: tuple[EntitySet, ...] = (
         primary_name="currencyname",
     ),
     EntitySet(
-        "dataverse", "accounts", "account", ("accountid",),
+        "dataverse",
+        "accounts",
+        "account",
+        ("accountid",),
         (
             Field("accountid", Kind.GUID),
             Field("name", Kind.STRING, required=True, max_length=160),
@@ -212,7 +219,10 @@ DATAVERSE_SETS: tuple[EntitySet, ...] = (
         primary_name="name",
     ),
     EntitySet(
-        "dataverse", "msdyn_projects", "msdyn_project", ("msdyn_projectid",),
+        "dataverse",
+        "msdyn_projects",
+        "msdyn_project",
+        ("msdyn_projectid",),
         (
             Field("msdyn_projectid", Kind.GUID),
             Field("msdyn_subject", Kind.STRING, required=True, max_length=200),
@@ -222,7 +232,10 @@ DATAVERSE_SETS: tuple[EntitySet, ...] = (
         primary_name="msdyn_subject",
     ),
     EntitySet(
-        "dataverse", "salesorders", "salesorder", ("salesorderid",),
+        "dataverse",
+        "salesorders",
+        "salesorder",
+        ("salesorderid",),
         (
             Field("salesorderid", Kind.GUID),
             Field("ordernumber", Kind.STRING, max_length=100),
@@ -235,7 +248,10 @@ DATAVERSE_SETS: tuple[EntitySet, ...] = (
         primary_name="name",
     ),
     EntitySet(
-        "dataverse", "salesorderdetails", "salesorderdetail", ("salesorderdetailid",),
+        "dataverse",
+        "salesorderdetails",
+        "salesorderdetail",
+        ("salesorderdetailid",),
         (
             Field("salesorderdetailid", Kind.GUID),
             Field("lineitemnumber", Kind.INT),
@@ -249,7 +265,9 @@ DATAVERSE_SETS: tuple[EntitySet, ...] = (
         primary_name="productdescription",
     ),
     EntitySet(
-        "dataverse", "msdyn_contractlinescheduleofvalues", "msdyn_contractlinescheduleofvalue",
+        "dataverse",
+        "msdyn_contractlinescheduleofvalues",
+        "msdyn_contractlinescheduleofvalue",
         ("msdyn_contractlinescheduleofvalueid",),
         (
             Field("msdyn_contractlinescheduleofvalueid", Kind.GUID),
@@ -268,7 +286,10 @@ DATAVERSE_SETS: tuple[EntitySet, ...] = (
         primary_name="msdyn_name",
     ),
     EntitySet(
-        "dataverse", "invoices", "invoice", ("invoiceid",),
+        "dataverse",
+        "invoices",
+        "invoice",
+        ("invoiceid",),
         (
             Field("invoiceid", Kind.GUID),
             Field("name", Kind.STRING, required=True, max_length=300),
@@ -284,7 +305,10 @@ DATAVERSE_SETS: tuple[EntitySet, ...] = (
         primary_name="name",
     ),
     EntitySet(
-        "dataverse", "invoicedetails", "invoicedetail", ("invoicedetailid",),
+        "dataverse",
+        "invoicedetails",
+        "invoicedetail",
+        ("invoicedetailid",),
         (
             Field("invoicedetailid", Kind.GUID),
             _lookup("invoiceid", "invoiceid", "invoices", required=True),
@@ -300,7 +324,9 @@ DATAVERSE_SETS: tuple[EntitySet, ...] = (
 
 FNO_SETS: tuple[EntitySet, ...] = (
     EntitySet(
-        "fno", "ProjectContractLineMilestones", "ProjectContractLineMilestone",
+        "fno",
+        "ProjectContractLineMilestones",
+        "ProjectContractLineMilestone",
         ("dataAreaId", "ContractLineMilestoneIdentifier"),
         (
             Field("dataAreaId", Kind.STRING),
@@ -319,7 +345,9 @@ FNO_SETS: tuple[EntitySet, ...] = (
     EntitySet(
         # Simulator's view of project contract lines in F&O: the billing method and the
         # default financial dimensions that preflight must see set before migrating.
-        "fno", "ProjectContractLines", "ProjectContractLine",
+        "fno",
+        "ProjectContractLines",
+        "ProjectContractLine",
         ("dataAreaId", "ContractLineId"),
         (
             Field("dataAreaId", Kind.STRING),
@@ -332,7 +360,10 @@ FNO_SETS: tuple[EntitySet, ...] = (
         company_specific=True,
     ),
     EntitySet(
-        "fno", "CustTransactions", "CustTransaction", ("dataAreaId", "RecId"),
+        "fno",
+        "CustTransactions",
+        "CustTransaction",
+        ("dataAreaId", "RecId"),
         (
             Field("dataAreaId", Kind.STRING),
             Field("RecId", Kind.BIGINT),
@@ -348,7 +379,10 @@ FNO_SETS: tuple[EntitySet, ...] = (
         company_specific=True,
     ),
     EntitySet(
-        "fno", "GeneralJournalAccountEntryBiEntities", "GeneralJournalAccountEntryBiEntity", ("SourceKey",),
+        "fno",
+        "GeneralJournalAccountEntryBiEntities",
+        "GeneralJournalAccountEntryBiEntity",
+        ("SourceKey",),
         (
             Field("SourceKey", Kind.BIGINT),
             Field("GeneralJournalEntry", Kind.BIGINT),
@@ -361,7 +395,10 @@ FNO_SETS: tuple[EntitySet, ...] = (
         ),
     ),
     EntitySet(
-        "fno", "GeneralJournalEntryBiEntities", "GeneralJournalEntryBiEntity", ("SourceKey",),
+        "fno",
+        "GeneralJournalEntryBiEntities",
+        "GeneralJournalEntryBiEntity",
+        ("SourceKey",),
         (
             Field("SourceKey", Kind.BIGINT),
             Field("AccountingDate", Kind.DATETIME),
@@ -371,7 +408,10 @@ FNO_SETS: tuple[EntitySet, ...] = (
         ),
     ),
     EntitySet(
-        "fno", "DualWriteProjectConfigurations", "DualWriteProjectConfiguration", ("ProjectName",),
+        "fno",
+        "DualWriteProjectConfigurations",
+        "DualWriteProjectConfiguration",
+        ("ProjectName",),
         (
             Field("ProjectName", Kind.STRING),
             Field("Status", Kind.ENUM, enum=DUAL_WRITE_STATUS),

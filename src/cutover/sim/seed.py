@@ -175,41 +175,128 @@ JOURNAL_TEMPLATES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
 )
 
 _CUSTOMER_BASES = (
-    "Adventure Works", "Fabrikam", "Northwind Traders", "Litware", "Tailspin Toys",
-    "Wide World Importers", "Proseware", "Alpine Ski House", "Coho Winery", "Fourth Coffee",
-    "Lucerne Publishing", "Margie's Travel", "Trey Research", "Woodgrove Bank",
-    "Graphic Design Institute", "Humongous Insurance", "Blue Yonder Airlines",
-    "City Power & Light", "Relecloud", "VanArsdel", "Wingtip Toys", "Consolidated Messenger",
-    "Southridge Video", "A. Datum", "Best For You Organics", "Nod Publishers", "Bellows College",
-    "First Up Consultants", "Contoso Pharmaceuticals", "School of Fine Art",
-    "Smith, Jones & Partners", "Müller Maschinenbau", "Société Lumière", "Ørsted Analytics",
+    "Adventure Works",
+    "Fabrikam",
+    "Northwind Traders",
+    "Litware",
+    "Tailspin Toys",
+    "Wide World Importers",
+    "Proseware",
+    "Alpine Ski House",
+    "Coho Winery",
+    "Fourth Coffee",
+    "Lucerne Publishing",
+    "Margie's Travel",
+    "Trey Research",
+    "Woodgrove Bank",
+    "Graphic Design Institute",
+    "Humongous Insurance",
+    "Blue Yonder Airlines",
+    "City Power & Light",
+    "Relecloud",
+    "VanArsdel",
+    "Wingtip Toys",
+    "Consolidated Messenger",
+    "Southridge Video",
+    "A. Datum",
+    "Best For You Organics",
+    "Nod Publishers",
+    "Bellows College",
+    "First Up Consultants",
+    "Contoso Pharmaceuticals",
+    "School of Fine Art",
+    "Smith, Jones & Partners",
+    "Müller Maschinenbau",
+    "Société Lumière",
+    "Ørsted Analytics",
 )
-_CUSTOMER_VARIANTS = ("", " East", " West", " Holdings", " Group", " Services", " North",
-                      " South", " International", " Digital", " Labs", " Partners")
+_CUSTOMER_VARIANTS = (
+    "",
+    " East",
+    " West",
+    " Holdings",
+    " Group",
+    " Services",
+    " North",
+    " South",
+    " International",
+    " Digital",
+    " Labs",
+    " Partners",
+)
 _LEGAL_SUFFIX = {"de": " GmbH", "fr": " SA"}
 
 _PROGRAMS = (
-    "ERP rollout", "Data platform modernisation", "CRM implementation", "Cloud migration",
-    "Field service rollout", "Finance transformation", "Warehouse automation",
-    "Security assessment", "Analytics programme", "Integration hub", "Payroll upgrade",
+    "ERP rollout",
+    "Data platform modernisation",
+    "CRM implementation",
+    "Cloud migration",
+    "Field service rollout",
+    "Finance transformation",
+    "Warehouse automation",
+    "Security assessment",
+    "Analytics programme",
+    "Integration hub",
+    "Payroll upgrade",
     "E-commerce relaunch",
 )
-_FP_LINES = ("Implementation – fixed fee", "Design and build (fixed price)", "Data migration – fixed fee",
-             "Training package", "Go-live support, fixed fee", "Solution architecture – fixed price")
-_TM_LINES = ("Consulting – time and materials", "Project management (T&M)", "Support hours",
-             "Development – time and materials", "Change requests (T&M)")
-_PHASES_EN = ("Kick-off", "Requirements sign-off", "Design, build and test sign-off",
-              'Acceptance "UAT" sign-off', "Go-live – hypercare, week 1", "Data migration complete",
-              "Training delivered", "Phase 2 – design", "Phase 2 – delivery", "Final acceptance",
-              "Handover", "Project closure")
-_PHASES_DE = ("Projektstart", "Anforderungsabnahme", "Entwurf, Umsetzung und Test", "Übergabe Dokumentation",
-              "Abnahme \"UAT\"", "Produktivstart – Hypercare", "Datenübernahme abgeschlossen",
-              "Schulung durchgeführt", "Phase 2 – Entwurf", "Phase 2 – Umsetzung", "Endabnahme",
-              "Projektabschluss")
-_PHASES_FR = ("Lancement", "Validation des exigences", "Conception, réalisation et tests",
-              "Recette « UAT »", "Mise en production – hypercare", "Migration des données terminée",
-              "Formation réalisée", "Phase 2 – conception", "Phase 2 – livraison", "Réception finale",
-              "Transfert", "Clôture du projet")
+_FP_LINES = (
+    "Implementation – fixed fee",
+    "Design and build (fixed price)",
+    "Data migration – fixed fee",
+    "Training package",
+    "Go-live support, fixed fee",
+    "Solution architecture – fixed price",
+)
+_TM_LINES = (
+    "Consulting – time and materials",
+    "Project management (T&M)",
+    "Support hours",
+    "Development – time and materials",
+    "Change requests (T&M)",
+)
+_PHASES_EN = (
+    "Kick-off",
+    "Requirements sign-off",
+    "Design, build and test sign-off",
+    'Acceptance "UAT" sign-off',
+    "Go-live – hypercare, week 1",
+    "Data migration complete",
+    "Training delivered",
+    "Phase 2 – design",
+    "Phase 2 – delivery",
+    "Final acceptance",
+    "Handover",
+    "Project closure",
+)
+_PHASES_DE = (
+    "Projektstart",
+    "Anforderungsabnahme",
+    "Entwurf, Umsetzung und Test",
+    "Übergabe Dokumentation",
+    'Abnahme "UAT"',
+    "Produktivstart – Hypercare",
+    "Datenübernahme abgeschlossen",
+    "Schulung durchgeführt",
+    "Phase 2 – Entwurf",
+    "Phase 2 – Umsetzung",
+    "Endabnahme",
+    "Projektabschluss",
+)
+_PHASES_FR = (
+    "Lancement",
+    "Validation des exigences",
+    "Conception, réalisation et tests",
+    "Recette « UAT »",
+    "Mise en production – hypercare",
+    "Migration des données terminée",
+    "Formation réalisée",
+    "Phase 2 – conception",
+    "Phase 2 – livraison",
+    "Réception finale",
+    "Transfert",
+    "Clôture du projet",
+)
 _PHASES = {"en": _PHASES_EN, "de": _PHASES_DE, "fr": _PHASES_FR}
 
 
@@ -262,15 +349,39 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     # seconds to seed: tests and the demo
-    "small": Scale(legal_entities=2, customers=12, contracts=20, fixed_price_lines_per_contract=3,
-                   tm_lines_per_contract=2, invoiced_milestones=150, uninvoiced_milestones=50,
-                   ar_transactions=500, gl_lines=5_000),
-    "medium": Scale(legal_entities=3, customers=120, contracts=400, fixed_price_lines_per_contract=3,
-                    tm_lines_per_contract=2, invoiced_milestones=4_000, uninvoiced_milestones=1_000,
-                    ar_transactions=10_000, gl_lines=100_000),
-    "large": Scale(legal_entities=4, customers=400, contracts=2_000, fixed_price_lines_per_contract=4,
-                   tm_lines_per_contract=2, invoiced_milestones=20_000, uninvoiced_milestones=5_000,
-                   ar_transactions=50_000, gl_lines=1_000_000),
+    "small": Scale(
+        legal_entities=2,
+        customers=12,
+        contracts=20,
+        fixed_price_lines_per_contract=3,
+        tm_lines_per_contract=2,
+        invoiced_milestones=150,
+        uninvoiced_milestones=50,
+        ar_transactions=500,
+        gl_lines=5_000,
+    ),
+    "medium": Scale(
+        legal_entities=3,
+        customers=120,
+        contracts=400,
+        fixed_price_lines_per_contract=3,
+        tm_lines_per_contract=2,
+        invoiced_milestones=4_000,
+        uninvoiced_milestones=1_000,
+        ar_transactions=10_000,
+        gl_lines=100_000,
+    ),
+    "large": Scale(
+        legal_entities=4,
+        customers=400,
+        contracts=2_000,
+        fixed_price_lines_per_contract=4,
+        tm_lines_per_contract=2,
+        invoiced_milestones=20_000,
+        uninvoiced_milestones=5_000,
+        ar_transactions=50_000,
+        gl_lines=1_000_000,
+    ),
 }
 
 
@@ -303,8 +414,15 @@ class SeedSummary:
     def rows_written(self) -> int:
         """Database rows written (the extract rows are not counted)."""
         return (
-            self.legal_entities + self.currencies + self.customers + self.projects + self.contracts
-            + 2 * self.contract_lines + self.ar_transactions + self.gl_entries + self.gl_lines
+            self.legal_entities
+            + self.currencies
+            + self.customers
+            + self.projects
+            + self.contracts
+            + 2 * self.contract_lines
+            + self.ar_transactions
+            + self.gl_entries
+            + self.gl_lines
         )
 
 
@@ -549,15 +667,24 @@ class _Generator:
         created = self.day(-1200) + "T08:00:00Z"
         self.currency_guid = {c: self.guid("transactioncurrency", c) for c in self.currencies}
         conn.executemany(
-            _insert_sql(DATAVERSE["transactioncurrencies"],
-                        ("transactioncurrencyid", "isocurrencycode", "currencyname", "currencysymbol",
-                         "sim_createdon", "sim_modifiedon")),
-            [(self.currency_guid[c], c, CURRENCIES[c][0], CURRENCIES[c][1], created, created)
-             for c in self.currencies],
+            _insert_sql(
+                DATAVERSE["transactioncurrencies"],
+                (
+                    "transactioncurrencyid",
+                    "isocurrencycode",
+                    "currencyname",
+                    "currencysymbol",
+                    "sim_createdon",
+                    "sim_modifiedon",
+                ),
+            ),
+            [(self.currency_guid[c], c, CURRENCIES[c][0], CURRENCIES[c][1], created, created) for c in self.currencies],
         )
         conn.executemany(
-            _insert_sql(DATAVERSE["cdm_companies"],
-                        ("cdm_companyid", "cdm_companycode", "cdm_name", "sim_createdon", "sim_modifiedon")),
+            _insert_sql(
+                DATAVERSE["cdm_companies"],
+                ("cdm_companyid", "cdm_companycode", "cdm_name", "sim_createdon", "sim_modifiedon"),
+            ),
             [(c.guid, c.code, c.name, created, created) for c in self.companies],
         )
 
@@ -583,8 +710,18 @@ class _Generator:
                 currency = rng.choice([c for c in FOREIGN_POOL if c != company.currency])
             else:
                 currency = company.currency
-            out.append(_Customer(number, unique, base, company, currency, self.guid("account", number),
-                                 rng.choice(BUSINESS_UNITS), rng.choice(DEPARTMENTS)))
+            out.append(
+                _Customer(
+                    number,
+                    unique,
+                    base,
+                    company,
+                    currency,
+                    self.guid("account", number),
+                    rng.choice(BUSINESS_UNITS),
+                    rng.choice(DEPARTMENTS),
+                )
+            )
         self.progress("customers", len(out), len(out))
         return out
 
@@ -611,8 +748,17 @@ class _Generator:
                     dim = ""
                 desc = rng.choice(_FP_LINES if fixed else _TM_LINES)
                 lines.append(_Line(n, fixed, self.guid("salesorderdetail", f"{number}-{n}"), desc, dim))
-            out.append(_Contract(number, name, customer, self.guid("salesorder", number),
-                                 self.guid("msdyn_project", number), 200 + int(rng.random() * 700), lines))
+            out.append(
+                _Contract(
+                    number,
+                    name,
+                    customer,
+                    self.guid("salesorder", number),
+                    self.guid("msdyn_project", number),
+                    200 + int(rng.random() * 700),
+                    lines,
+                )
+            )
         self.progress("contracts", len(out), len(out))
         return out
 
@@ -640,9 +786,7 @@ class _Generator:
             tax_bp = contract.customer.company.tax_bp
             start = contract.start_offset
             inv_days = sorted(-1 - int(r() * (start - 30)) for _ in range(k_inv))  # oldest first
-            open_days = sorted(
-                (1 + int(r() * 540)) if r() < 0.8 else (-1 - int(r() * 60)) for _ in range(k_open)
-            )
+            open_days = sorted((1 + int(r() * 540)) if r() < 0.8 else (-1 - int(r() * 60)) for _ in range(k_open))
             total = 0
             seq = 0
             for invoiced, days in ((True, inv_days), (False, open_days)):
@@ -679,20 +823,22 @@ class _Generator:
                 inv = f"LEG-INV-{invoice_no:07d}"
             else:
                 inv = ""
-            out_rows.append((
-                f"LEG-MS-{i:07d}",
-                contract.customer.company.code,
-                contract.number,
-                str(line.number),
-                contract.customer.number,
-                name,
-                self.day(d),
-                _money_text(amount),
-                _money_text(tax),
-                contract.customer.currency,
-                STATUS_INVOICED if invoiced else STATUS_NOT_INVOICED,
-                inv,
-            ))
+            out_rows.append(
+                (
+                    f"LEG-MS-{i:07d}",
+                    contract.customer.company.code,
+                    contract.number,
+                    str(line.number),
+                    contract.customer.number,
+                    name,
+                    self.day(d),
+                    _money_text(amount),
+                    _money_text(tax),
+                    contract.customer.currency,
+                    STATUS_INVOICED if invoiced else STATUS_NOT_INVOICED,
+                    inv,
+                )
+            )
         rng.shuffle(out_rows)
         buf = io.StringIO(newline="")
         writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
@@ -712,9 +858,18 @@ class _Generator:
             created = self.day(-1000 - int(self.rng.random() * 500)) + "T09:30:00Z"
             account_rows.append((c.guid, c.name, c.number, c.company.guid, cg[c.currency], created, created))
         conn.executemany(
-            _insert_sql(DATAVERSE["accounts"],
-                        ("accountid", "name", "accountnumber", "_msdyn_company_value",
-                         "_transactioncurrencyid_value", "sim_createdon", "sim_modifiedon")),
+            _insert_sql(
+                DATAVERSE["accounts"],
+                (
+                    "accountid",
+                    "name",
+                    "accountnumber",
+                    "_msdyn_company_value",
+                    "_transactioncurrencyid_value",
+                    "sim_createdon",
+                    "sim_modifiedon",
+                ),
+            ),
             account_rows,
         )
         project_rows, order_rows, line_rows, fno_rows = [], [], [], []
@@ -723,37 +878,96 @@ class _Generator:
             cust = k.customer
             cur = cg[cust.currency]
             project_rows.append((k.project_guid, k.name, cust.guid, cust.company.guid, created, created))
-            order_rows.append((k.guid, k.number, k.name, cust.guid, cur, cust.company.guid,
-                               ORDER_TYPE_WORK_BASED, created, created))
+            order_rows.append(
+                (k.guid, k.number, k.name, cust.guid, cur, cust.company.guid, ORDER_TYPE_WORK_BASED, created, created)
+            )
             for ln in k.lines:
                 method = BILLING_FIXED_PRICE if ln.fixed_price else BILLING_TIME_AND_MATERIAL
-                line_rows.append((ln.guid, ln.number, ln.description, k.guid, k.project_guid, cur, method,
-                                  ln.value * 100, created, created))
-                fno_rows.append((cust.company.area, f"{k.number}-{ln.number}", ln.guid, k.number,
-                                 1 if ln.fixed_price else 0, ln.dimension))
+                line_rows.append(
+                    (
+                        ln.guid,
+                        ln.number,
+                        ln.description,
+                        k.guid,
+                        k.project_guid,
+                        cur,
+                        method,
+                        ln.value * 100,
+                        created,
+                        created,
+                    )
+                )
+                fno_rows.append(
+                    (
+                        cust.company.area,
+                        f"{k.number}-{ln.number}",
+                        ln.guid,
+                        k.number,
+                        1 if ln.fixed_price else 0,
+                        ln.dimension,
+                    )
+                )
         conn.executemany(
-            _insert_sql(DATAVERSE["msdyn_projects"],
-                        ("msdyn_projectid", "msdyn_subject", "_msdyn_customer_value", "_msdyn_company_value",
-                         "sim_createdon", "sim_modifiedon")),
+            _insert_sql(
+                DATAVERSE["msdyn_projects"],
+                (
+                    "msdyn_projectid",
+                    "msdyn_subject",
+                    "_msdyn_customer_value",
+                    "_msdyn_company_value",
+                    "sim_createdon",
+                    "sim_modifiedon",
+                ),
+            ),
             project_rows,
         )
         conn.executemany(
-            _insert_sql(DATAVERSE["salesorders"],
-                        ("salesorderid", "ordernumber", "name", "_customerid_value", "_transactioncurrencyid_value",
-                         "_msdyn_company_value", "msdyn_ordertype", "sim_createdon", "sim_modifiedon")),
+            _insert_sql(
+                DATAVERSE["salesorders"],
+                (
+                    "salesorderid",
+                    "ordernumber",
+                    "name",
+                    "_customerid_value",
+                    "_transactioncurrencyid_value",
+                    "_msdyn_company_value",
+                    "msdyn_ordertype",
+                    "sim_createdon",
+                    "sim_modifiedon",
+                ),
+            ),
             order_rows,
         )
         conn.executemany(
-            _insert_sql(DATAVERSE["salesorderdetails"],
-                        ("salesorderdetailid", "lineitemnumber", "productdescription", "_salesorderid_value",
-                         "_msdyn_project_value", "_transactioncurrencyid_value", "msdyn_billingmethod",
-                         "extendedamount", "sim_createdon", "sim_modifiedon")),
+            _insert_sql(
+                DATAVERSE["salesorderdetails"],
+                (
+                    "salesorderdetailid",
+                    "lineitemnumber",
+                    "productdescription",
+                    "_salesorderid_value",
+                    "_msdyn_project_value",
+                    "_transactioncurrencyid_value",
+                    "msdyn_billingmethod",
+                    "extendedamount",
+                    "sim_createdon",
+                    "sim_modifiedon",
+                ),
+            ),
             line_rows,
         )
         conn.executemany(
-            _insert_sql(FNO["ProjectContractLines"],
-                        ("dataAreaId", "ContractLineId", "ContractLineGuid", "ProjectContractId",
-                         "BillingMethod", "DefaultDimensionDisplayValue")),
+            _insert_sql(
+                FNO["ProjectContractLines"],
+                (
+                    "dataAreaId",
+                    "ContractLineId",
+                    "ContractLineGuid",
+                    "ProjectContractId",
+                    "BillingMethod",
+                    "DefaultDimensionDisplayValue",
+                ),
+            ),
             fno_rows,
         )
         self.progress("contract lines", len(line_rows), len(line_rows))
@@ -773,9 +987,21 @@ class _Generator:
         seq: dict[tuple[str, str], int] = {}
         rows = []
         db_rows = []
-        sql = _insert_sql(FNO["CustTransactions"],
-                          ("dataAreaId", "RecId", "AccountNum", "Voucher", "TransDate", "AmountCur", "AmountMst",
-                           "CurrencyCode", "Invoice", "TransType"))
+        sql = _insert_sql(
+            FNO["CustTransactions"],
+            (
+                "dataAreaId",
+                "RecId",
+                "AccountNum",
+                "Voucher",
+                "TransDate",
+                "AmountCur",
+                "AmountMst",
+                "CurrencyCode",
+                "Invoice",
+                "TransType",
+            ),
+        )
         for i, d in enumerate(days):
             ci = int(r() * n_cust)
             cust = customers[ci]
@@ -798,8 +1024,20 @@ class _Generator:
                 voucher, invoice, trans_type = f"ARP-{no:06d}", "", 15
             mst = convert(amount, cust.currency, co.currency)
             recid = CUST_RECID_BASE + i + 1
-            db_rows.append((co.area, recid, cust.number, voucher, self.stamp(d), amount * 100, mst * 100,
-                            cust.currency, invoice, trans_type))
+            db_rows.append(
+                (
+                    co.area,
+                    recid,
+                    cust.number,
+                    voucher,
+                    self.stamp(d),
+                    amount * 100,
+                    mst * 100,
+                    cust.currency,
+                    invoice,
+                    trans_type,
+                )
+            )
             rows.append((co, cust, d, amount, mst, voucher, trans_type == 2, invoice))
             if len(db_rows) >= BATCH:
                 self.conn.executemany(sql, db_rows)
@@ -833,13 +1071,23 @@ class _Generator:
         if remaining == 1:  # an odd total: one three-line random journal instead of an AR mirror
             mirrored -= 1
             remaining = 3
-        entry_sql = _insert_sql(FNO["GeneralJournalEntryBiEntities"],
-                                ("SourceKey", "AccountingDate", "SubledgerVoucher", "SubledgerVoucherDataAreaId",
-                                 "JournalNumber"))
-        line_sql = _insert_sql(FNO["GeneralJournalAccountEntryBiEntities"],
-                               ("SourceKey", "GeneralJournalEntry", "MainAccount", "LedgerAccount",
-                                "AccountingCurrencyAmount", "TransactionCurrencyAmount", "TransactionCurrencyCode",
-                                "Text"))
+        entry_sql = _insert_sql(
+            FNO["GeneralJournalEntryBiEntities"],
+            ("SourceKey", "AccountingDate", "SubledgerVoucher", "SubledgerVoucherDataAreaId", "JournalNumber"),
+        )
+        line_sql = _insert_sql(
+            FNO["GeneralJournalAccountEntryBiEntities"],
+            (
+                "SourceKey",
+                "GeneralJournalEntry",
+                "MainAccount",
+                "LedgerAccount",
+                "AccountingCurrencyAmount",
+                "TransactionCurrencyAmount",
+                "TransactionCurrencyCode",
+                "Text",
+            ),
+        )
         # The index on GeneralJournalEntry is rebuilt once after the bulk insert (cheaper).
         index_sql = next((ddl for ddl in store.index_ddl() if " ix_gl_entry " in ddl), None)
         if index_sql is not None:
@@ -892,11 +1140,11 @@ class _Generator:
                 debit, credit = ACCOUNT_BANK, ACCOUNT_AR
                 amt_mst, amt_cur = -mst, -cur_amount
             line_key += 1
-            lines.append((line_key, entry_key, debit, ledger(debit, bu, dept), amt_mst * 100, amt_cur * 100,
-                          ccy, text))
+            lines.append((line_key, entry_key, debit, ledger(debit, bu, dept), amt_mst * 100, amt_cur * 100, ccy, text))
             line_key += 1
-            lines.append((line_key, entry_key, credit, ledger(credit, bu, dept), -amt_mst * 100, -amt_cur * 100,
-                          ccy, text))
+            lines.append(
+                (line_key, entry_key, credit, ledger(credit, bu, dept), -amt_mst * 100, -amt_cur * 100, ccy, text)
+            )
             if len(lines) >= BATCH:
                 flush()
 
@@ -931,8 +1179,7 @@ class _Generator:
                 total += amount
                 main = debits[int(r() * len(debits))]
                 line_key += 1
-                lines.append((line_key, entry_key, main, ledger(main, bu, dept), amount * 100, amount * 100,
-                               ccy, text))
+                lines.append((line_key, entry_key, main, ledger(main, bu, dept), amount * 100, amount * 100, ccy, text))
             weights = [500 + int(r() * 1000) for _ in range(n_credit)]
             wsum = sum(weights)
             left = total
@@ -941,8 +1188,7 @@ class _Generator:
                 left -= part
                 main = credits[int(r() * len(credits))]
                 line_key += 1
-                lines.append((line_key, entry_key, main, ledger(main, bu, dept), -part * 100, -part * 100,
-                               ccy, text))
+                lines.append((line_key, entry_key, main, ledger(main, bu, dept), -part * 100, -part * 100, ccy, text))
             if len(lines) >= BATCH:
                 flush()
         if lines or entries:

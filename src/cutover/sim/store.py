@@ -123,8 +123,7 @@ def get_setting(conn: sqlite3.Connection, key: str, default: Any = None) -> Any:
 
 def set_setting(conn: sqlite3.Connection, key: str, value: Any) -> None:
     conn.execute(
-        "INSERT INTO sim_settings(key, value) VALUES (?, ?) "
-        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        "INSERT INTO sim_settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         (key, json.dumps(value)),
     )
 
