@@ -102,13 +102,11 @@ class TokenCacheFile:
         except FileNotFoundError:
             return ""
         except OSError as exc:
-            raise SignInError(
-                f"the token cache {self.path} cannot be opened ({exc.strerror or exc})",
-                code="token-cache",
-                fix=f"check that {self.path} is a regular file owned by you, or delete it and sign in again",
-            ) from None
+            raise self._unusable(exc.strerror or str(exc)) from None
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):  # e.g. a directory: never chmod or read it
+                raise self._unusable("not a regular file")
             if os.name == "posix" and stat.S_IMODE(st.st_mode) & 0o077:
                 old = stat.S_IMODE(st.st_mode)
                 os.fchmod(fd, 0o600)
@@ -119,6 +117,13 @@ class TokenCacheFile:
         finally:
             if fd >= 0:
                 os.close(fd)
+
+    def _unusable(self, reason: str) -> SignInError:
+        return SignInError(
+            f"the token cache {self.path} cannot be opened ({reason})",
+            code="token-cache",
+            fix=f"check that {self.path} is a regular file owned by you, or delete it and sign in again",
+        )
 
     def save(self) -> None:
         """Persist the cache if it changed: merged with what is on disk (another process or
