@@ -30,8 +30,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from tests.certificates import self_signed
-
 from cutover import auth
 from cutover.auth import (
     IdentityPlatformUnreachable,
@@ -44,7 +42,10 @@ from cutover.auth import (
     token_sources_for,
 )
 from cutover.config import ConfigError, Profile
+from cutover.errors import EXIT_ENVIRONMENT, CutoverError, EnvironmentProblem, WrongEnvironment, exit_code_of
 from cutover.sim.auth import USER_NAMESPACE
+from cutover.tokens import TokenSource
+from tests.certificates import self_signed
 
 pytestmark = pytest.mark.socket
 
@@ -66,7 +67,9 @@ async def live(socket_sim):
 def rehearsal(h, name: str = "reh", **kw) -> Profile:
     """A rehearsal profile on the running simulator; F&O on a second host name so the two
     resources have different scopes, as they do in production."""
-    return Profile(name=name, kind="rehearsal", dataverse_url=h.url, fno_url=h.url.replace("127.0.0.1", "localhost"), **kw)
+    return Profile(
+        name=name, kind="rehearsal", dataverse_url=h.url, fno_url=h.url.replace("127.0.0.1", "localhost"), **kw
+    )
 
 
 async def id_log(h) -> list[dict]:
@@ -196,8 +199,14 @@ async def test_certificate_sign_in_with_an_encrypted_pfx(live, tmp_path):
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     await live.client.post(f"{LOGIN}/certificates", json={"client_id": "cutover-rehearsal", "certificate": pem})
     path = tmp_path / "app.pfx"
-    path.write_bytes(pkcs12.serialize_key_and_certificates(b"app", key, cert, None, serialization.BestAvailableEncryption(b"pfx-pass-123")))
-    profile = rehearsal(live, auth="certificate", cert_path="app.pfx", secret_env="CUTOVER_CERT_PASS")  # relative to the workspace
+    path.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"app", key, cert, None, serialization.BestAvailableEncryption(b"pfx-pass-123")
+        )
+    )
+    profile = rehearsal(
+        live, auth="certificate", cert_path="app.pfx", secret_env="CUTOVER_CERT_PASS"
+    )  # relative to the workspace
     sources = token_sources_for(profile, tmp_path, environ={"CUTOVER_CERT_PASS": "pfx-pass-123"}, sim_url=live.url)
     assert (await whoami(live, await sources["fno"].token())).status_code == 200
     with pytest.raises(SignInError) as err:
@@ -215,7 +224,14 @@ async def test_an_unregistered_certificate_is_aadsts700027_with_the_fix(live, tm
 
 
 def test_a_missing_certificate_file_fails_before_any_network(tmp_path):
-    profile = Profile(name="reh", kind="rehearsal", dataverse_url="http://127.0.0.1:9", fno_url="http://127.0.0.1:9", auth="certificate", cert_path="nope.pem")
+    profile = Profile(
+        name="reh",
+        kind="rehearsal",
+        dataverse_url="http://127.0.0.1:9",
+        fno_url="http://127.0.0.1:9",
+        auth="certificate",
+        cert_path="nope.pem",
+    )
     with pytest.raises(SignInError) as err:
         token_sources_for(profile, tmp_path, environ={})
     assert err.value.code == "certificate" and "nope.pem" in str(err.value) and "cert_path" in str(err.value)
@@ -235,7 +251,9 @@ async def test_wrong_tenant_names_the_tenant_and_the_fix(live, tmp_path):
     err = await _fails(rehearsal(live, tenant="fabrikam.onmicrosoft.com"), tmp_path, live.url, {})
     assert err.code == "AADSTS90002"
     text = str(err)
-    assert "profile 'reh'" in text and "tenant fabrikam.onmicrosoft.com" in text and "client id cutover-rehearsal" in text
+    assert (
+        "profile 'reh'" in text and "tenant fabrikam.onmicrosoft.com" in text and "client id cutover-rehearsal" in text
+    )
     assert "Fix:" in text and "Directory (tenant) ID" in text
 
 
@@ -249,14 +267,28 @@ async def test_wrong_secret_is_aadsts7000215_and_the_secret_is_never_shown(live,
 
 
 async def test_expired_secret_is_aadsts7000222(live, tmp_path):
-    await live.admin("POST", "identities", json={"client_id": "old-app", "client_secret": "old-secret-1", "secret_expired": True})
-    err = await _fails(rehearsal(live, client_id="old-app", secret_env="OLD_SECRET"), tmp_path, live.url, {"OLD_SECRET": "old-secret-1"})
+    await live.admin(
+        "POST", "identities", json={"client_id": "old-app", "client_secret": "old-secret-1", "secret_expired": True}
+    )
+    err = await _fails(
+        rehearsal(live, client_id="old-app", secret_env="OLD_SECRET"),
+        tmp_path,
+        live.url,
+        {"OLD_SECRET": "old-secret-1"},
+    )
     assert err.code == "AADSTS7000222"
-    assert "expired" in str(err) and "New client secret" in str(err) and "OLD_SECRET" in str(err) and "old-secret-1" not in str(err)
+    assert (
+        "expired" in str(err)
+        and "New client secret" in str(err)
+        and "OLD_SECRET" in str(err)
+        and "old-secret-1" not in str(err)
+    )
 
 
 async def test_unknown_client_is_aadsts700016(live, tmp_path):
-    err = await _fails(rehearsal(live, client_id="ghost-app", secret_env="GHOST"), tmp_path, live.url, {"GHOST": "boo-secret"})
+    err = await _fails(
+        rehearsal(live, client_id="ghost-app", secret_env="GHOST"), tmp_path, live.url, {"GHOST": "boo-secret"}
+    )
     assert err.code == "AADSTS700016" and "ghost-app" in str(err) and "client_id" in str(err)
 
 
@@ -274,8 +306,14 @@ async def test_an_unreachable_identity_platform_is_one_clear_error(tmp_path):
 
 def test_a_missing_secret_variable_is_a_config_error_before_any_network(tmp_path):
     profile = Profile(
-        name="prod", kind="sandbox", dataverse_url="https://contoso.crm.dynamics.com", fno_url="https://contoso.operations.dynamics.com",
-        tenant="contoso.onmicrosoft.com", client_id="00000000-0000-0000-0000-000000000001", auth="client-secret", secret_env="CUTOVER_PROD_SECRET",
+        name="prod",
+        kind="sandbox",
+        dataverse_url="https://contoso.crm.dynamics.com",
+        fno_url="https://contoso.operations.dynamics.com",
+        tenant="contoso.onmicrosoft.com",
+        client_id="00000000-0000-0000-0000-000000000001",
+        auth="client-secret",
+        secret_env="CUTOVER_PROD_SECRET",
     )
     with pytest.raises(ConfigError) as err:
         token_sources_for(profile, tmp_path, environ={})
@@ -316,19 +354,23 @@ def auth_device_grant() -> str:
 async def test_an_expired_access_token_is_refreshed_silently(live, tmp_path):
     assert (await live.admin("PUT", "settings", json={"token_lifetime": 3})).status_code == 200
     on_code = approver(live)
-    sources = token_sources_for(rehearsal(live, name="op", auth="device-code"), tmp_path, environ={}, sim_url=live.url, on_code=on_code)
+    sources = token_sources_for(
+        rehearsal(live, name="op", auth="device-code"), tmp_path, environ={}, sim_url=live.url, on_code=on_code
+    )
     t1 = await asyncio.wait_for(sources["dataverse"].token(), 15)
     before = await grants(live)
     t2 = await sources["dataverse"].token()  # 3 s left is "expired" to msal (under 5 minutes)
     assert t2 != t1
     assert (await whoami(live, t2)).status_code == 200
-    assert (await grants(live))[len(before):] == ["refresh_token"]
+    assert (await grants(live))[len(before) :] == ["refresh_token"]
     assert len(on_code.seen) == 1
 
 
 async def test_a_revoked_refresh_token_falls_back_to_a_new_device_code(live, tmp_path):
     on_code = approver(live)
-    sources = token_sources_for(rehearsal(live, name="op", auth="device-code"), tmp_path, environ={}, sim_url=live.url, on_code=on_code)
+    sources = token_sources_for(
+        rehearsal(live, name="op", auth="device-code"), tmp_path, environ={}, sim_url=live.url, on_code=on_code
+    )
     await asyncio.wait_for(sources["dataverse"].token(), 15)
     await live.client.post(f"{LOGIN}/revoke", json={"user": "operator@contoso.com"})
     t = await asyncio.wait_for(sources["dataverse"].token(force_refresh=True), 15)
@@ -350,7 +392,14 @@ async def _polls(h) -> int:
 async def test_cancelling_the_device_flow_raises_promptly_and_stops_polling(live, tmp_path):
     cancel = asyncio.Event()
     on_code = approver(live, act=False)
-    sources = token_sources_for(rehearsal(live, name="op", auth="device-code"), tmp_path, environ={}, sim_url=live.url, on_code=on_code, cancel=cancel)
+    sources = token_sources_for(
+        rehearsal(live, name="op", auth="device-code"),
+        tmp_path,
+        environ={},
+        sim_url=live.url,
+        on_code=on_code,
+        cancel=cancel,
+    )
     task = asyncio.create_task(sources["dataverse"].token())
     while not on_code.seen:
         await asyncio.sleep(0.05)
@@ -368,7 +417,9 @@ async def test_cancelling_the_device_flow_raises_promptly_and_stops_polling(live
 
 async def test_cancelling_the_waiting_task_stops_msal_polling(live, tmp_path):
     on_code = approver(live, act=False)
-    sources = token_sources_for(rehearsal(live, name="op", auth="device-code"), tmp_path, environ={}, sim_url=live.url, on_code=on_code)
+    sources = token_sources_for(
+        rehearsal(live, name="op", auth="device-code"), tmp_path, environ={}, sim_url=live.url, on_code=on_code
+    )
     task = asyncio.create_task(sources["dataverse"].token())
     while not on_code.seen:
         await asyncio.sleep(0.05)
@@ -384,7 +435,9 @@ async def test_cancelling_the_waiting_task_stops_msal_polling(live, tmp_path):
 async def test_an_expired_device_code_is_a_clear_error(live, tmp_path):
     await live.client.put(f"{LOGIN}/settings", json={"device_code_lifetime": 2})
     on_code = approver(live, act=False)
-    sources = token_sources_for(rehearsal(live, name="op", auth="device-code"), tmp_path, environ={}, sim_url=live.url, on_code=on_code)
+    sources = token_sources_for(
+        rehearsal(live, name="op", auth="device-code"), tmp_path, environ={}, sim_url=live.url, on_code=on_code
+    )
     with pytest.raises(SignInError) as err:
         await asyncio.wait_for(sources["dataverse"].token(), 15)
     assert err.value.code == "expired" and "cutover login op" in str(err.value)
@@ -392,10 +445,17 @@ async def test_an_expired_device_code_is_a_clear_error(live, tmp_path):
 
 async def test_a_declined_sign_in_is_a_clear_error(live, tmp_path):
     on_code = approver(live, deny=True)
-    sources = token_sources_for(rehearsal(live, name="op", auth="device-code"), tmp_path, environ={}, sim_url=live.url, on_code=on_code)
-    with pytest.raises(SignInError) as err:
+    sources = token_sources_for(
+        rehearsal(live, name="op", auth="device-code"), tmp_path, environ={}, sim_url=live.url, on_code=on_code
+    )
+    with pytest.raises(SignInError, match="the sign-in request was declined on the sign-in page") as err:
         await asyncio.wait_for(sources["dataverse"].token(), 15)
-    assert err.value.code == "declined"
+    assert err.value.code == "declined" and "run `cutover login op` again and approve the request" in str(err.value)
+    # nothing was signed in: a later non-interactive command still has to sign in
+    later = token_sources_for(rehearsal(live, name="op", auth="device-code"), tmp_path, environ={}, sim_url=live.url)
+    with pytest.raises(SignInError, match="no valid sign-in is cached") as again:
+        await later["dataverse"].token()
+    assert again.value.code == "sign-in-required"
 
 
 # --- the token cache file ------------------------------------------------------------------------
@@ -456,7 +516,9 @@ def test_msal_extensions_is_used_for_encryption_when_installed(tmp_path, monkeyp
         def __init__(self, persistence):
             super().__init__()
 
-    fake = types.SimpleNamespace(build_encrypted_persistence=build_encrypted_persistence, PersistedTokenCache=PersistedTokenCache)
+    fake = types.SimpleNamespace(
+        build_encrypted_persistence=build_encrypted_persistence, PersistedTokenCache=PersistedTokenCache
+    )
     monkeypatch.setitem(sys.modules, "msal_extensions", fake)
     cache = TokenCacheFile(token_cache_path(tmp_path, "reh"))
     assert cache.encrypted and built == [str(tmp_path / ".tokens" / "reh.bin")]
@@ -465,7 +527,11 @@ def test_msal_extensions_is_used_for_encryption_when_installed(tmp_path, monkeyp
     def unavailable(location):
         raise RuntimeError("no libsecret")
 
-    monkeypatch.setitem(sys.modules, "msal_extensions", types.SimpleNamespace(build_encrypted_persistence=unavailable, PersistedTokenCache=PersistedTokenCache))
+    monkeypatch.setitem(
+        sys.modules,
+        "msal_extensions",
+        types.SimpleNamespace(build_encrypted_persistence=unavailable, PersistedTokenCache=PersistedTokenCache),
+    )
     plain = TokenCacheFile(token_cache_path(tmp_path, "other"))
     assert not plain.encrypted and "not encrypted" in plain.describe() and "RuntimeError" in plain.notes[0]
 
@@ -486,14 +552,23 @@ def test_the_routing_client_sends_the_identity_platform_to_the_simulator_only():
     r = client.get("https://login.microsoftonline.com/t1/v2.0/.well-known/openid-configuration", params={"a": "b"})
     assert r.status_code == 200 and json.loads(r.text) == {"ok": True} and r.headers["x-test"] == "1"
     assert str(seen[0].url) == "http://127.0.0.1:5555/_sim/login/t1/v2.0/.well-known/openid-configuration?a=b"
-    r = client.post("https://login.microsoftonline.com/t1/oauth2/v2.0/token", data={"client_id": "c", "client_info": 1, "skip": None})
+    r = client.post(
+        "https://login.microsoftonline.com/t1/oauth2/v2.0/token",
+        data={"client_id": "c", "client_info": 1, "skip": None},
+    )
     assert seen[1].method == "POST" and seen[1].content == b"client_id=c&client_info=1"
     assert r.status_code == 401 and client.last_error["error_codes"] == [7000215]
-    with pytest.raises(auth.IdentityRoutingError):
+    with pytest.raises(
+        auth.IdentityRoutingError,
+        match="only talks to the simulator; refusing to send a request to https://evil.example.com$",
+    ):
         client.get("https://evil.example.com/t1/v2.0/.well-known/openid-configuration")
-    with pytest.raises(auth.IdentityRoutingError):
+    with pytest.raises(
+        auth.IdentityRoutingError, match="refusing to send a request to http://login.microsoftonline.com$"
+    ) as err:
         client.get("http://login.microsoftonline.com/t1")
-    assert len(seen) == 2
+    assert len(seen) == 2  # nothing was sent
+    assert isinstance(err.value, WrongEnvironment) and exit_code_of(err.value) == EXIT_ENVIRONMENT
 
 
 def test_transport_failures_are_identity_platform_unreachable_which_msal_understands():
@@ -522,15 +597,24 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXZhbHVl"
         ("Authorization: Basic Y2xpZW50OnNlY3JldA==", "Authorization: Basic ***"),
         ('{"access_token": "abc123", "token_type": "Bearer"}', '{"access_token": "***", "token_type": "Bearer"}'),
         ("{'refresh_token': '0.AAA-xyz', 'scope': 'a'}", "{'refresh_token': '***', 'scope': 'a'}"),
-        ("grant_type=refresh_token&refresh_token=0.AAA-xyz&client_secret=s3cr~t.x&scope=a", "grant_type=refresh_token&refresh_token=***&client_secret=***&scope=a"),
+        (
+            "grant_type=refresh_token&refresh_token=0.AAA-xyz&client_secret=s3cr~t.x&scope=a",
+            "grant_type=refresh_token&refresh_token=***&client_secret=***&scope=a",
+        ),
         ("client_assertion=eyJ0eXAi.eyJhdWQi.sig&client_id=c", "client_assertion=***&client_id=c"),
         (f"the token {JWT} expired", "the token *** expired"),
         ("sim.eyJzdWIiOiJjdXRvdmVyIn0.Zm9vYmFyYmF6cXV4 was refused", "*** was refused"),
         ("simrt.eyJzdWIiOiJjdXRvdmVyIn0.Zm9vYmFyYmF6cXV4", "***"),
         ('"id_token":"eyJ.x.y", "device_code": "DAQABAAE"', '"id_token":"***", "device_code": "***"'),
         ("AADSTS7000215: Invalid client secret provided.", "AADSTS7000215: Invalid client secret provided."),
-        ('{"error": {"code": "0x80040220", "message": "no privilege"}}', '{"error": {"code": "0x80040220", "message": "no privilege"}}'),
-        ('WWW-Authenticate: Bearer authorization_uri=http://x/_sim/token', 'WWW-Authenticate: Bearer authorization_uri=http://x/_sim/token'),
+        (
+            '{"error": {"code": "0x80040220", "message": "no privilege"}}',
+            '{"error": {"code": "0x80040220", "message": "no privilege"}}',
+        ),
+        (
+            "WWW-Authenticate: Bearer authorization_uri=http://x/_sim/token",
+            "WWW-Authenticate: Bearer authorization_uri=http://x/_sim/token",
+        ),
     ],
 )
 def test_redact(text, expected):
@@ -544,8 +628,12 @@ def test_redact_also_removes_literal_values():
 
 def test_sign_in_error_names_everything_and_carries_no_token():
     err = SignInError(
-        f'the server said {{"access_token": "abc123def"}} and Bearer {JWT}', profile="prod", tenant="contoso.onmicrosoft.com",
-        client_id="app-1", code="AADSTS7000215", fix="check CUTOVER_PROD_SECRET",
+        f'the server said {{"access_token": "abc123def"}} and Bearer {JWT}',
+        profile="prod",
+        tenant="contoso.onmicrosoft.com",
+        client_id="app-1",
+        code="AADSTS7000215",
+        fix="check CUTOVER_PROD_SECRET",
     )
     text = str(err)
     assert text.startswith("sign-in failed for profile 'prod' (tenant contoso.onmicrosoft.com, client id app-1): ")
@@ -562,3 +650,66 @@ def test_profile_replace_keeps_working_with_sources(tmp_path):
     a = token_sources_for(p, tmp_path, environ={})["dataverse"]
     b = token_sources_for(q, tmp_path, environ={})["dataverse"]
     assert a.cache.path == b.cache.path == token_cache_path(tmp_path, "reh")
+
+
+# --- one TokenSource, one error root ---------------------------------------------------------
+
+
+def test_every_source_is_the_one_token_source_the_transport_consumes(tmp_path):
+    """There is one TokenSource (cutover.tokens); the msal sources are that, and cutover.auth
+    defines no second class of that name."""
+    assert auth.TokenSource is TokenSource
+    assert [n for n, v in vars(auth).items() if isinstance(v, type) and v.__name__ == "TokenSource"] == ["TokenSource"]
+    p = Profile(
+        name="reh",
+        kind="rehearsal",
+        dataverse_url="http://127.0.0.1:9",
+        fno_url="http://127.0.0.1:9",
+        identities=("cutover-rehearsal-2",),
+    )
+    sources = [
+        *token_sources_for(p, tmp_path, environ={}).values(),
+        *pool_sources_for(p, tmp_path, environ={}).values(),
+    ]
+    assert len(sources) == 4
+    for source in sources:
+        assert isinstance(source, TokenSource) and isinstance(source, auth.MsalTokenSource)
+        assert "client id cutover-rehearsal" in source.describe()
+        source.close()
+
+
+def test_sign_in_errors_are_environment_problems_that_exit_3():
+    err = SignInError("the tenant was not found", profile="prod", code="AADSTS90002", fix="check tenant.")
+    assert isinstance(err, EnvironmentProblem) and isinstance(err, CutoverError)
+    assert exit_code_of(err) == EXIT_ENVIRONMENT
+    assert str(err) == "sign-in failed for profile 'prod': the tenant was not found. Fix: check tenant."
+    assert (err.reason, err.message, err.fix, err.code) == (
+        "the tenant was not found",
+        "the tenant was not found",
+        "check tenant.",
+        "AADSTS90002",
+    )
+    assert not issubclass(IdentityPlatformUnreachable, CutoverError)  # msal needs the requests type
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions and symbolic links")
+def test_a_token_cache_that_is_not_a_regular_file_is_a_sign_in_error_and_left_alone(tmp_path):
+    """A folder, or a symbolic link (which could point anywhere), where the cache file belongs
+    is refused with the fix; neither is read, followed or chmod-ed."""
+    folder = token_cache_path(tmp_path, "reh")
+    folder.mkdir(parents=True, mode=0o755)
+    os.chmod(folder, 0o755)
+    with pytest.raises(SignInError, match=r"the token cache .*reh.json cannot be opened \(not a regular file\)") as err:
+        TokenCacheFile(folder)
+    assert err.value.code == "token-cache" and "delete it and sign in again" in str(err.value)
+    assert folder.is_dir() and _mode(folder) == 0o755
+
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text("{}", encoding="utf-8")
+    os.chmod(elsewhere, 0o644)
+    link = token_cache_path(tmp_path, "linked")
+    link.symlink_to(elsewhere)
+    with pytest.raises(SignInError, match=r"the token cache .*linked.json cannot be opened") as err:
+        TokenCacheFile(link)
+    assert err.value.code == "token-cache"
+    assert link.is_symlink() and _mode(elsewhere) == 0o644

@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from cutover.config import (
+    AUTH_METHODS,
+    CONFIG_FILENAME,
     DEFAULT_ENTITY_NAMES,
+    DEFAULT_WORKSPACE,
+    KINDS,
+    WORKSPACE_ENV,
     Config,
     ConfigError,
     FingerprintMismatch,
@@ -25,6 +30,7 @@ from cutover.config import (
     resolve_workspace,
     save_config,
 )
+from cutover.errors import EXIT_USAGE, CutoverError, WrongEnvironment, exit_code_of
 
 DV = "https://contoso.crm.dynamics.com"
 FNO = "https://contoso.operations.dynamics.com"
@@ -88,17 +94,49 @@ def test_workspace_relative_and_home_paths_become_absolute(tmp_path, monkeypatch
 
 ROUND_TRIP = {
     "rehearsal-db": dict(name="rehearsal-db", kind="rehearsal", sim_db="rehearsal.sqlite"),
-    "rehearsal-running": dict(name="rehearsal-running", kind="rehearsal", dataverse_url="http://127.0.0.1:8123", fno_url="http://127.0.0.1:8123",
-                              identities=("cutover-rehearsal-2", "cutover-rehearsal-3"), pinned_org_id=ORG),
-    "sandbox": dict(name="sandbox", kind="sandbox", dataverse_url=DV, fno_url=FNO, tenant="contoso.onmicrosoft.com",
-                    client_id="aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", auth="device-code"),
-    "production": dict(name="production", kind="production", dataverse_url=DV, fno_url=FNO, tenant="9f8e7d6c-0000-1111-2222-333344445555",
-                       client_id="11111111-2222-3333-4444-555555555555", auth="client-secret", secret_env="CUTOVER_PROD_SECRET",
-                       keyring_service="cutover", keyring_username="prod-app", identities=("id-two", "id-three"),
-                       invoice_create_action="msdyn_CreateInvoiceFromContract", entity_names={"milestones": "msdyn_milestones_v2"},
-                       pinned_org_id=ORG),
-    "cert": dict(name="cert", kind="sandbox", dataverse_url=DV, fno_url=FNO, tenant="contoso.onmicrosoft.com", client_id="app",
-                 auth="certificate", cert_path='C:\\certs\\"odd" name\n\ttab\x01\x7f é ✓.pem'),
+    "rehearsal-running": dict(
+        name="rehearsal-running",
+        kind="rehearsal",
+        dataverse_url="http://127.0.0.1:8123",
+        fno_url="http://127.0.0.1:8123",
+        identities=("cutover-rehearsal-2", "cutover-rehearsal-3"),
+        pinned_org_id=ORG,
+    ),
+    "sandbox": dict(
+        name="sandbox",
+        kind="sandbox",
+        dataverse_url=DV,
+        fno_url=FNO,
+        tenant="contoso.onmicrosoft.com",
+        client_id="aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+        auth="device-code",
+    ),
+    "production": dict(
+        name="production",
+        kind="production",
+        dataverse_url=DV,
+        fno_url=FNO,
+        tenant="9f8e7d6c-0000-1111-2222-333344445555",
+        client_id="11111111-2222-3333-4444-555555555555",
+        auth="client-secret",
+        secret_env="CUTOVER_PROD_SECRET",
+        keyring_service="cutover",
+        keyring_username="prod-app",
+        identities=("id-two", "id-three"),
+        invoice_create_action="msdyn_CreateInvoiceFromContract",
+        entity_names={"milestones": "msdyn_milestones_v2"},
+        pinned_org_id=ORG,
+    ),
+    "cert": dict(
+        name="cert",
+        kind="sandbox",
+        dataverse_url=DV,
+        fno_url=FNO,
+        tenant="contoso.onmicrosoft.com",
+        client_id="app",
+        auth="certificate",
+        cert_path='C:\\certs\\"odd" name\n\ttab\x01\x7f é ✓.pem',
+    ),
 }
 
 
@@ -150,7 +188,9 @@ def test_missing_file_is_an_empty_config(tmp_path):
 
 def test_hand_written_file_with_comments_and_inline_table_loads(tmp_path):
     """An operator's hand-edited file (comments, inline tables, quoted keys) is accepted."""
-    write(tmp_path, f"""
+    write(
+        tmp_path,
+        f"""
 # our sandbox
 [profiles.sbx]   # comment
 kind = "sandbox"
@@ -161,7 +201,8 @@ client_id = "app"
 auth = "certificate"
 cert_path = "certs/app.pem"
 entity_names = {{ invoices = "invoices_v2" }}
-""")
+""",
+    )
     p = load_config(tmp_path).get("sbx")
     assert p.dataverse_url == DV and p.fno_url == FNO
     assert p.entity_names["invoices"] == "invoices_v2"
@@ -203,7 +244,9 @@ def test_changed_profile_is_validated_again():
 
 def test_bad_kind_names_file_line_and_key(tmp_path):
     """A wrong kind is reported as `cutover.toml line N, key 'kind': 'prod' is not one of ...`."""
-    err = load_error(tmp_path, f"""# profiles
+    err = load_error(
+        tmp_path,
+        f"""# profiles
 [profiles.rehearsal]
 kind = "rehearsal"
 sim_db = "world.sqlite"
@@ -211,7 +254,8 @@ sim_db = "world.sqlite"
 [profiles.live]
 kind = "prod"
 dataverse_url = "{DV}"
-""")
+""",
+    )
     assert err.line == 7
     assert err.key == "kind"
     assert err.path == tmp_path / "cutover.toml"
@@ -247,7 +291,10 @@ def test_unknown_key_and_wrong_type_are_named(tmp_path):
 
 def test_unknown_entity_name_points_into_the_sub_table(tmp_path):
     """An override of a logical entity name that does not exist is named with its line."""
-    err = load_error(tmp_path, '[profiles.p]\nkind = "rehearsal"\nsim_db = "w"\n\n[profiles.p.entity_names]\ninvoices = "x"\nmilestone = "y"\n')
+    err = load_error(
+        tmp_path,
+        '[profiles.p]\nkind = "rehearsal"\nsim_db = "w"\n\n[profiles.p.entity_names]\ninvoices = "x"\nmilestone = "y"\n',
+    )
     assert (err.line, err.key) == (7, "entity_names.milestone")
     assert "unknown logical entity name; known: milestones, contracts" in str(err)
 
@@ -299,14 +346,17 @@ def test_https_is_enforced_outside_rehearsal(kind, key):
 
 def test_https_rule_reported_at_its_line(tmp_path):
     """In the file, the http URL's own line is named."""
-    err = load_error(tmp_path, f"""[profiles.prod]
+    err = load_error(
+        tmp_path,
+        f"""[profiles.prod]
 kind = "production"
 dataverse_url = "{DV}"
 fno_url = "http://contoso.operations.dynamics.com"
 tenant = "t"
 client_id = "c"
 auth = "device-code"
-""")
+""",
+    )
     assert (err.line, err.key) == (4, "fno_url")
     assert "needs an https URL" in str(err)
 
@@ -321,11 +371,19 @@ def test_rehearsal_may_use_http():
 def test_rehearsal_needs_sim_db_or_both_urls_not_both():
     """A rehearsal profile is a database file or a running simulator: exactly one of them."""
     with pytest.raises(ConfigError, match="either sim_db .* or dataverse_url and fno_url .*not both"):
-        Profile(name="r", kind="rehearsal", sim_db="w.sqlite", dataverse_url="http://127.0.0.1:1", fno_url="http://127.0.0.1:1")
+        Profile(
+            name="r",
+            kind="rehearsal",
+            sim_db="w.sqlite",
+            dataverse_url="http://127.0.0.1:1",
+            fno_url="http://127.0.0.1:1",
+        )
     with pytest.raises(ConfigError, match=r"needs either sim_db = \"PATH\"") as info:
         Profile(name="r", kind="rehearsal")
     assert info.value.key == "sim_db"
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(
+        ConfigError, match=r"needs either sim_db = \"PATH\" .* or both dataverse_url and fno_url"
+    ) as info:
         Profile(name="r", kind="rehearsal", dataverse_url="http://127.0.0.1:1")
     assert info.value.key == "fno_url"
 
@@ -362,7 +420,9 @@ def test_other_sign_in_rules():
         production(auth="simulator")
     with pytest.raises(ConfigError, match="only rehearsal profiles run on a simulator database"):
         production(sim_db="w.sqlite")
-    with pytest.raises(ConfigError, match="'password' is not one of device-code, client-secret, certificate, simulator"):
+    with pytest.raises(
+        ConfigError, match="'password' is not one of device-code, client-secret, certificate, simulator"
+    ):
         production(auth="password")
     with pytest.raises(ConfigError, match="needs keyring_service too"):
         production(keyring_username="u")
@@ -470,6 +530,7 @@ def test_pin_fingerprint_persists_and_guards(tmp_path):
     assert pinned.pinned_org_id == ORG
     assert load_config(tmp_path).get("prod").pinned_org_id == ORG
     assert pin_fingerprint(tmp_path, "prod", ORG).pinned_org_id == ORG
+    assert pin_fingerprint(tmp_path, "prod", ORG.upper()).pinned_org_id == ORG  # the same organization, upper case
     other = "00000000-0000-0000-0000-000000000001"
     with pytest.raises(FingerprintMismatch) as info:
         pin_fingerprint(tmp_path, "prod", other)
@@ -477,8 +538,10 @@ def test_pin_fingerprint_persists_and_guards(tmp_path):
     assert info.value.key == "pinned_org_id" and info.value.line is not None
     assert load_config(tmp_path).get("prod").pinned_org_id == ORG
     assert pin_fingerprint(tmp_path, "prod", other, force=True).pinned_org_id == other
+    assert load_config(tmp_path).get("prod").pinned_org_id == other
     with pytest.raises(ConfigError, match="no profile named 'nope'"):
         pin_fingerprint(tmp_path, "nope", ORG)
+    assert set(load_config(tmp_path).profiles) == {"prod"}
 
 
 # --- secrets --------------------------------------------------------------------------------------
@@ -502,7 +565,9 @@ def test_missing_secret_variable_says_what_to_export(environ):
 
 def test_rehearsal_secret_defaults_to_the_simulators():
     """A rehearsal profile uses the simulator-only default secret unless a variable is set."""
-    p = Profile(name="r", kind="rehearsal", sim_db="w", secret_env="REHEARSAL_SECRET", identities=("cutover-rehearsal-2",))
+    p = Profile(
+        name="r", kind="rehearsal", sim_db="w", secret_env="REHEARSAL_SECRET", identities=("cutover-rehearsal-2",)
+    )
     assert resolve_secret(p, {}) == "rehearsal-secret"
     assert resolve_secret(p, {}, client_id="cutover-rehearsal-2") == "rehearsal-secret-2"
     assert resolve_secret(p, {"REHEARSAL_SECRET": "mine"}) == "mine"
@@ -514,8 +579,12 @@ def test_rehearsal_secret_defaults_to_the_simulators():
 def test_production_never_falls_back_to_the_rehearsal_secret():
     """The simulator's default secret is never used for a real environment."""
     p = production(client_id="cutover-rehearsal")
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match="the environment variable CUTOVER_PROD_SECRET .* is not set or empty"
+    ) as info:
         resolve_secret(p, {})
+    assert info.value.key == "secret_env" and "rehearsal-secret" not in str(info.value)
+    assert resolve_secret(p, {"CUTOVER_PROD_SECRET": "real-one"}) == "real-one"
 
 
 def test_pool_identities_read_numbered_variables():
@@ -559,3 +628,64 @@ def test_keyring_is_used_when_available(monkeypatch):
     both = production(keyring_service="cutover", keyring_username="prod-app")
     assert resolve_secret(both, {"CUTOVER_PROD_SECRET": "env-wins"}) == "env-wins"
     assert resolve_secret(both, {}) == "from-keyring"
+
+
+# --- the error root, and what the split modules keep ------------------------------------------------
+
+
+def test_config_errors_exit_2_and_keep_their_text_and_location(tmp_path):
+    """A ConfigError is a CutoverError (exit 2) whose text is `<file> line N, key 'k': message`;
+    the location is also its `where`."""
+    err = load_error(tmp_path, '[profiles.p]\nkind = "prod"\nsim_db = "w"\n')
+    assert isinstance(err, CutoverError) and not isinstance(err, WrongEnvironment)
+    assert err.exit_code == EXIT_USAGE and exit_code_of(err) == EXIT_USAGE
+    assert err.where == f"{config_path(tmp_path)} line 2, key 'kind'"
+    assert str(err) == f"{err.where}: {err.message}" and err.args == (str(err),)
+    assert err.message.startswith("'prod' is not one of rehearsal, sandbox, production")
+    bare = ConfigError("plain")
+    assert (str(bare), bare.where, bare.path, bare.line, bare.key, bare.profile) == (
+        "plain",
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def test_a_config_that_cannot_be_written_is_a_config_error_naming_the_file(tmp_path):
+    """If the workspace is not a folder, saving says so and names cutover.toml; nothing is left behind."""
+    blocker = tmp_path / "ws"
+    blocker.write_text("a file, not a folder", encoding="utf-8")
+    config = Config(path=config_path(blocker))
+    config.add(production())
+    with pytest.raises(ConfigError, match="cannot write the configuration .*; check the workspace directory") as info:
+        save_config(config)
+    assert info.value.path == config_path(blocker) and str(info.value).startswith(str(config_path(blocker)))
+    assert blocker.read_text("utf-8") == "a file, not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ws"]
+
+
+def test_a_value_toml_cannot_hold_is_refused_before_the_file_is_touched(tmp_path):
+    """A path with undecodable bytes (surrogate escapes) cannot be written; the old file stays."""
+    config = Config(path=config_path(tmp_path))
+    config.add(production())
+    save_config(config)
+    before = config.path.read_bytes()
+    config.add(Profile(name="r", kind="rehearsal", sim_db="w\udcff.sqlite"))
+    with pytest.raises(ConfigError, match="contains undecodable bytes and cannot be written to TOML"):
+        save_config(config)
+    assert config.path.read_bytes() == before
+    assert set(load_config(tmp_path).profiles) == {"prod"}
+
+
+def test_the_names_callers_import_are_still_here():
+    """session.py and cli.py import these from cutover.config."""
+    assert KINDS == ("rehearsal", "sandbox", "production")
+    assert AUTH_METHODS == ("device-code", "client-secret", "certificate", "simulator")
+    assert (DEFAULT_WORKSPACE, WORKSPACE_ENV, CONFIG_FILENAME) == (
+        "cutover-workspace",
+        "CUTOVER_WORKSPACE",
+        "cutover.toml",
+    )
+    assert issubclass(FingerprintMismatch, WrongEnvironment) and not issubclass(FingerprintMismatch, ConfigError)
