@@ -26,6 +26,17 @@ A GUID held in a ``str`` is quoted like any string; pass a ``uuid.UUID`` for a G
 JSON: :func:`dumps` writes ``Decimal`` as exact JSON numbers (``Decimal('1234.50')`` →
 ``1234.50``) and :func:`loads` reads every JSON number with a fraction as ``Decimal``, so money
 survives a round trip without ever passing through a binary float.
+
+URL segments (OData 4.0 URL Conventions §4.3): an entity is addressed as ``set(guid)`` or,
+by an alternate key, ``set(name='value',…)`` (:func:`key_segment`); entity set, action and
+function names are plain identifiers (:func:`name_segment`), so no caller-supplied text can
+add a path segment or a query to a URL.
+
+Error answers (OData JSON Format 4.0 §21.1): ``{"error": {"code": …, "message": …}}`` — the
+shape Dataverse and F&O answer with, in a whole response and in a ``$batch`` part alike — are
+read by the one function :func:`error_of`, which also understands the OAuth 2.0 form
+``{"error": …, "error_description": …}`` (RFC 6749 §5.2) that gateways answer with, and falls
+back on the first 300 characters of whatever else came.
 """
 
 from __future__ import annotations
@@ -35,20 +46,39 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 __all__ = [
-    "Enum", "and_", "compare", "dumps", "enum_literal", "field_name", "filter_eq", "in_", "loads",
-    "not_", "or_", "orderby", "quote", "select",
+    "Enum",
+    "and_",
+    "compare",
+    "dumps",
+    "enum_literal",
+    "error_of",
+    "field_name",
+    "filter_eq",
+    "guid",
+    "in_",
+    "key_segment",
+    "loads",
+    "name_segment",
+    "not_",
+    "or_",
+    "orderby",
+    "quote",
+    "refuse_floats",
+    "select",
 ]
 
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 _FIELD_RE = re.compile(rf"^{_IDENTIFIER}(?:/{_IDENTIFIER})*$")
 _QUALIFIED_RE = re.compile(rf"^{_IDENTIFIER}(?:\.{_IDENTIFIER})*$")
 _OPERATORS = frozenset({"eq", "ne", "gt", "ge", "lt", "le"})
+_NAME_RE = re.compile(rf"^{_IDENTIFIER}$")
+ERROR_TEXT_LIMIT = 300  # characters of an unrecognised error body kept for people
 
 
 @dataclass(frozen=True)
@@ -65,7 +95,9 @@ class Enum:
 def field_name(name: str) -> str:
     """Return `name` if it is a property name or path (``a``, ``_x_value``, ``Nav/field``); else ValueError."""
     if not isinstance(name, str) or not _FIELD_RE.match(name):
-        raise ValueError(f"not an OData property name: {name!r} (letters, digits and _ only; '/' between path segments)")
+        raise ValueError(
+            f"not an OData property name: {name!r} (letters, digits and _ only; '/' between path segments)"
+        )
     return name
 
 
@@ -77,7 +109,7 @@ def _decimal_text(value: Decimal) -> str:
 
 def _datetime_text(value: dt.datetime) -> str:
     if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
     text = value.isoformat(timespec="microseconds" if value.microsecond else "seconds")
     return text + "Z"
 
@@ -189,22 +221,23 @@ def orderby(*fields: str) -> str:
 # --- JSON with exact decimals -----------------------------------------------------------------
 
 
-def _refuse_floats(obj: Any, path: str = "$") -> None:
+def refuse_floats(obj: Any, path: str = "$") -> None:
+    """TypeError naming where (``$.Targets[1].msdyn_amount``) if a float is anywhere in `obj`."""
     if isinstance(obj, float):
         raise TypeError(f"float {obj!r} at {path}: use decimal.Decimal (money is never float) or int")
     if isinstance(obj, dict):
         for k, v in obj.items():
-            _refuse_floats(v, f"{path}.{k}")
+            refuse_floats(v, f"{path}.{k}")
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
-            _refuse_floats(v, f"{path}[{i}]")
+            refuse_floats(v, f"{path}[{i}]")
 
 
 def dumps(obj: Any) -> str:
     """Compact JSON text; Decimal → exact JSON number, UUID → string, date → ``YYYY-MM-DD``,
     datetime → ISO UTC ``…Z``. A float anywhere raises TypeError, as in :func:`quote`: what
     this tool sends is money and keys, and money is never float. Object keys must be strings."""
-    _refuse_floats(obj)
+    refuse_floats(obj)
     # Fast path: the C encoder, with each Decimal first written as a string carrying a random
     # per-call marker, then unwrapped into a bare number. The marker contains NUL characters
     # (escaped as \u0000 in JSON) and 64 random bits, so no genuine string can look like one.
@@ -222,17 +255,20 @@ def dumps(obj: Any) -> str:
             return value.isoformat()
         raise TypeError(f"{type(value).__name__} {value!r} is not JSON serialisable")
 
-    try:
-        text = json.dumps(obj, default=default, ensure_ascii=False, allow_nan=False, separators=(",", ":"), skipkeys=False, check_circular=True, sort_keys=False, cls=_StrictKeys)
-    except _NonStringKey as exc:
-        raise TypeError(str(exc)) from None
+    text = json.dumps(
+        obj,
+        default=default,
+        ensure_ascii=False,
+        allow_nan=False,
+        separators=(",", ":"),
+        skipkeys=False,
+        check_circular=True,
+        sort_keys=False,
+        cls=_StrictKeys,
+    )
     if nonce in text:
         text = re.sub('"\\\\u0000' + nonce + '(-?[0-9.]+)\\\\u0000"', r"\1", text)
     return text
-
-
-class _NonStringKey(TypeError):
-    pass
 
 
 class _StrictKeys(json.JSONEncoder):
@@ -250,7 +286,7 @@ def _check_keys(o: Any) -> None:
         if isinstance(item, dict):
             for k, v in item.items():
                 if not isinstance(k, str):
-                    raise _NonStringKey(f"JSON object keys must be str, got {type(k).__name__} {k!r}")
+                    raise TypeError(f"JSON object keys must be str, got {type(k).__name__} {k!r}")
                 if isinstance(v, (dict, list, tuple)):
                     stack.append(v)
         elif isinstance(item, (list, tuple)):
@@ -266,3 +302,55 @@ def loads(text: str | bytes) -> Any:
     explicit ``pl.Decimal`` schema.
     """
     return json.loads(text, parse_float=Decimal)
+
+
+# --- URL segments -----------------------------------------------------------------------------
+
+
+def guid(value: Any) -> str:
+    """`value` as a lower-case GUID string; ValueError if it is not a GUID."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a GUID; Dataverse keys are GUIDs (or pass a mapping for an alternate key)"
+        ) from None
+
+
+def key_segment(key: Any) -> str:
+    """``(guid)`` or, for an alternate key mapping, ``(name='value',…)`` with every value quoted."""
+    if isinstance(key, Mapping):
+        if not key:
+            raise ValueError("an alternate key needs at least one column")
+        return "(" + ",".join(f"{field_name(k)}={quote(v)}" for k, v in key.items()) + ")"
+    return f"({guid(key)})"
+
+
+def name_segment(name: str) -> str:
+    """Return `name` if it is an entity set, action or function name (one identifier); else ValueError."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(f"not an entity set, action or function name: {name!r}")
+    return name
+
+
+# --- error answers ----------------------------------------------------------------------------
+
+
+def error_of(content: bytes | str, status: int, reason: str = "") -> tuple[str | None, str]:
+    """``(code, message)`` of an error answer's body (see the module docstring for the shapes).
+
+    An empty body gives `reason` (the status line's phrase) or ``HTTP <status>``; a body that is
+    not a known error shape gives its first 300 characters. The code is None when none is given."""
+    text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
+    if not text.strip():
+        return None, reason or f"HTTP {status}"
+    try:
+        body = json.loads(text, parse_float=Decimal)
+    except ValueError:
+        return None, text[:ERROR_TEXT_LIMIT]
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        return (str(err["code"]) if err.get("code") else None), str(err.get("message") or err)
+    if isinstance(body, dict) and "error_description" in body:
+        return (str(body["error"]) if body.get("error") else None), str(body["error_description"])
+    return None, text[:ERROR_TEXT_LIMIT]
