@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
 
+from cutover import odata
+from cutover.errors import EXIT_ENVIRONMENT, EnvironmentProblem, exit_code_of
+from cutover.redaction import redact
+from cutover.tokens import StaticToken, TokenSource
 from cutover.transport import (
     AdaptiveLimit,
     AuthenticationFailed,
@@ -16,16 +21,22 @@ from cutover.transport import (
     PermissionDenied,
     ReadOnlyViolation,
     RetryPolicy,
-    StaticToken,
+    ServiceError,
+    ServiceUnavailable,
     Transport,
-    redact,
 )
 from tests.conftest import DV, READER, fixed_price_line, milestone_payload
 
 MILESTONES = "msdyn_contractlinescheduleofvalues"
+JSON = {"Content-Type": "application/json"}
 
 
-class HarnessToken:
+def json_request(t: Transport, method: str, path: str, payload: object, **kw):
+    """What the clients do: JSON written by cutover.odata.dumps (the transport has no encoder)."""
+    return t.request(method, path, content=odata.dumps(payload), headers=JSON, **kw)
+
+
+class HarnessToken(TokenSource):
     """Tokens from the simulator's own token endpoint (the msal path is tested in test_auth)."""
 
     def __init__(self, harness, who=("cutover-rehearsal", "rehearsal-secret")):
@@ -39,7 +50,14 @@ class HarnessToken:
 
 
 def dv_transport(h, *, read_only=False, who=("cutover-rehearsal", "rehearsal-secret"), **kw) -> Transport:
-    return Transport(f"{h.client.base_url}{DV}", HarnessToken(h, who), environment="rehearsal", read_only=read_only, client=h.client, **kw)
+    return Transport(
+        f"{h.client.base_url}{DV}",
+        HarnessToken(h, who),
+        environment="rehearsal",
+        read_only=read_only,
+        client=h.client,
+        **kw,
+    )
 
 
 async def no_sleep(_seconds: float) -> None:
@@ -55,11 +73,15 @@ async def test_429_storm_completes_every_write_exactly_once(sim):
     ids = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"storm-{i}")) for i in range(200)]
 
     async def upsert(i: int, mid: str):
-        await t.request("PATCH", f"{MILESTONES}({mid})", json_body=milestone_payload(line, name=f"Storm {i}", amount=10), idempotent=True)
+        await json_request(
+            t, "PATCH", f"{MILESTONES}({mid})", milestone_payload(line, name=f"Storm {i}", amount=10), idempotent=True
+        )
 
     await asyncio.gather(*(upsert(i, m) for i, m in enumerate(ids)))
     assert t.stats.throttled > 30
-    rows = sim.conn.execute(f"SELECT count(*), count(DISTINCT msdyn_name) FROM dv_{MILESTONES} WHERE msdyn_name LIKE 'Storm %'").fetchone()
+    rows = sim.conn.execute(
+        f"SELECT count(*), count(DISTINCT msdyn_name) FROM dv_{MILESTONES} WHERE msdyn_name LIKE 'Storm %'"
+    ).fetchone()
     assert rows == (200, 200)
     throttled = [e for e in await sim.log() if e["status"] == 429]
     assert len(throttled) == t.stats.throttled
@@ -82,6 +104,22 @@ async def test_real_service_protection_limit_is_waited_out(sim):
     assert t.limit.throttles == t.stats.throttled
 
 
+async def test_a_non_zero_retry_after_is_really_waited_before_the_retry(sim):
+    """Retry-After: 1 means the service will not take the request for a second: the retry
+    reaches the simulator no sooner than one second after the throttled request (its request
+    log's clock), and the caller measures that second too. Nothing is fed to a fake sleep."""
+    await sim.admin("PUT", "faults", json={"script": ["429"], "retry_after": 1, "path_contains": "WhoAmI"})
+    t = dv_transport(sim)  # the real asyncio.sleep
+    started = time.monotonic()
+    r = await t.request("GET", "WhoAmI")
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200 and t.stats.throttled == 1
+    log = [e for e in await sim.log() if "WhoAmI" in e["path"]]
+    assert [e["status"] for e in log] == [429, 200]
+    assert log[1]["at"] - log[0]["at"] >= 1.0
+    assert elapsed >= 1.0 and t.stats.waited_seconds >= 1.0
+
+
 async def test_5xx_on_a_read_is_retried_with_backoff(sim):
     """Idempotent requests are retried on 5xx: two 503s then success; the log shows 3 GETs."""
     await sim.admin("PUT", "faults", json={"script": ["5xx", "5xx"], "path_contains": "WhoAmI"})
@@ -96,7 +134,7 @@ async def test_5xx_on_a_create_is_not_retried_and_says_the_outcome_is_unknown(si
     await sim.admin("PUT", "faults", json={"script": ["5xx"], "path_contains": MILESTONES})
     t = dv_transport(sim, sleep=no_sleep)
     with pytest.raises(OutcomeUnknown, match="may or may not have been applied"):
-        await t.request("POST", MILESTONES, json_body=milestone_payload(fixed_price_line(sim.conn)))
+        await json_request(t, "POST", MILESTONES, milestone_payload(fixed_price_line(sim.conn)))
     assert len([e for e in await sim.log() if e["method"] == "POST"]) == 1
 
 
@@ -104,9 +142,10 @@ async def test_persistent_5xx_gives_up_after_the_configured_attempts(sim):
     """Retries are bounded: 5 failures in a row end in a clear error naming the status."""
     await sim.admin("PUT", "faults", json={"error_rate": 1.0, "path_contains": "WhoAmI"})
     t = dv_transport(sim, sleep=no_sleep, retry=RetryPolicy(attempts=5))
-    with pytest.raises(Exception, match="503") as info:
+    with pytest.raises(ServiceUnavailable, match=r"the service failed \(503, 0x80040216\) after 5 attempts") as info:
         await t.request("GET", "WhoAmI")
-    assert "rehearsal" in str(info.value)
+    assert str(info.value).startswith("rehearsal: GET http://sim.test/api/data/v9.2/WhoAmI: ")
+    assert info.value.status == 503
     assert len([e for e in await sim.log() if "WhoAmI" in e["path"]]) == 5
 
 
@@ -117,7 +156,7 @@ async def test_read_only_transport_raises_before_sending(sim):
     before = len(await sim.log())
     for method in ("POST", "PATCH", "DELETE", "PUT"):
         with pytest.raises(ReadOnlyViolation, match="read-only"):
-            await t.request(method, MILESTONES, json_body={})
+            await json_request(t, method, MILESTONES, {})
     assert len(await sim.log()) == before
     assert (await t.request("GET", "WhoAmI")).status_code == 200
 
@@ -140,18 +179,19 @@ async def test_persistent_401_names_the_fix_and_never_the_token(sim):
     """A token the service keeps refusing ends in AuthenticationFailed telling to run `cutover login`."""
     secret = "sim.eyJub3QiOiJ2YWxpZCJ9.c2lnbmF0dXJlc2lnbmF0dXJl"
     t = Transport(f"{sim.client.base_url}{DV}", StaticToken(secret), environment="night", client=sim.client)
-    with pytest.raises(AuthenticationFailed) as info:
+    with pytest.raises(AuthenticationFailed, match="refused the sign-in twice") as info:
         await t.request("GET", "WhoAmI")
-    assert "cutover login night" in str(info.value)
+    assert "cutover login night" in str(info.value) and info.value.status == 401
     assert secret not in str(info.value) and secret not in repr(info.value.args)
 
 
 async def test_403_names_the_privilege_fix(sim):
     """A read-only identity writing gets PermissionDenied with Dataverse's code and the fix."""
     t = dv_transport(sim, who=READER)
-    with pytest.raises(PermissionDenied) as info:
-        await t.request("POST", MILESTONES, json_body=milestone_payload(fixed_price_line(sim.conn)))
-    assert "0x80040220" in str(info.value) and "security role" in str(info.value)
+    with pytest.raises(PermissionDenied, match=r"permission denied \(403, 0x80040220\)") as info:
+        await json_request(t, "POST", MILESTONES, milestone_payload(fixed_price_line(sim.conn)))
+    assert "security role" in str(info.value) and info.value.code == "0x80040220"
+    assert sim.conn.execute(f"SELECT count(*) FROM dv_{MILESTONES}").fetchone()[0] == 0
 
 
 async def test_404_is_an_error_unless_accepted(sim):
@@ -176,12 +216,25 @@ async def test_dropped_connection_on_an_idempotent_upsert_is_retried_and_lands_o
     import sqlite3
 
     await socket_sim.admin("PUT", "faults", json={"script": ["drop-after"], "path_contains": MILESTONES})
-    t = Transport(f"{socket_sim.client.base_url}{DV}", HarnessToken(socket_sim), environment="rehearsal", client=socket_sim.client, sleep=no_sleep)
+    t = Transport(
+        f"{socket_sim.client.base_url}{DV}",
+        HarnessToken(socket_sim),
+        environment="rehearsal",
+        client=socket_sim.client,
+        sleep=no_sleep,
+    )
     line = fixed_price_line(sqlite3.connect(socket_sim.db))
     mid = uuid.uuid4()
-    r = await t.request("PATCH", f"{MILESTONES}({mid})", json_body=milestone_payload(line, name="Dropped once"), idempotent=True)
+    r = await json_request(
+        t, "PATCH", f"{MILESTONES}({mid})", milestone_payload(line, name="Dropped once"), idempotent=True
+    )
     assert r.status_code == 204 and t.stats.retried == 1
-    assert sqlite3.connect(socket_sim.db).execute(f"SELECT count(*) FROM dv_{MILESTONES} WHERE msdyn_name = 'Dropped once'").fetchone()[0] == 1
+    assert (
+        sqlite3.connect(socket_sim.db)
+        .execute(f"SELECT count(*) FROM dv_{MILESTONES} WHERE msdyn_name = 'Dropped once'")
+        .fetchone()[0]
+        == 1
+    )
 
 
 async def test_dropped_connection_on_a_create_says_outcome_unknown(socket_sim):
@@ -189,11 +242,22 @@ async def test_dropped_connection_on_a_create_says_outcome_unknown(socket_sim):
     import sqlite3
 
     await socket_sim.admin("PUT", "faults", json={"script": ["drop-after"], "path_contains": MILESTONES})
-    t = Transport(f"{socket_sim.client.base_url}{DV}", HarnessToken(socket_sim), environment="rehearsal", client=socket_sim.client, sleep=no_sleep)
+    t = Transport(
+        f"{socket_sim.client.base_url}{DV}",
+        HarnessToken(socket_sim),
+        environment="rehearsal",
+        client=socket_sim.client,
+        sleep=no_sleep,
+    )
     line = fixed_price_line(sqlite3.connect(socket_sim.db))
     with pytest.raises(OutcomeUnknown, match="read the record before sending it again"):
-        await t.request("POST", MILESTONES, json_body=milestone_payload(line, name="Lost answer"))
-    assert sqlite3.connect(socket_sim.db).execute(f"SELECT count(*) FROM dv_{MILESTONES} WHERE msdyn_name = 'Lost answer'").fetchone()[0] == 1
+        await json_request(t, "POST", MILESTONES, milestone_payload(line, name="Lost answer"))
+    assert (
+        sqlite3.connect(socket_sim.db)
+        .execute(f"SELECT count(*) FROM dv_{MILESTONES} WHERE msdyn_name = 'Lost answer'")
+        .fetchone()[0]
+        == 1
+    )
 
 
 async def test_adaptive_limit_follows_the_dop_hint_then_halves_once_per_throttle_event():
@@ -241,6 +305,34 @@ def test_redaction_keeps_ordinary_text():
     assert redact(text) == text
 
 
+def test_service_errors_are_environment_problems_with_their_text_unchanged():
+    """One error root: every service error is an EnvironmentProblem and exits 3; its text is
+    still `<environment>: <method> <url>: <cause and fix>`, redacted."""
+    err = NotFound(
+        "night",
+        "GET",
+        "https://org.example/api/data/v9.2/x?access_token=abc123secret",
+        "not found (404): gone",
+        status=404,
+    )
+    assert isinstance(err, ServiceError) and isinstance(err, EnvironmentProblem)
+    assert err.exit_code == EXIT_ENVIRONMENT == exit_code_of(err)
+    assert str(err) == "night: GET https://org.example/api/data/v9.2/x?access_token=***: not found (404): gone"
+    assert (
+        err.where == "night: GET https://org.example/api/data/v9.2/x?access_token=***"
+        and err.message == "not found (404): gone"
+    )
+    assert "abc123secret" not in repr(err.args)
+
+
+async def test_the_transport_has_no_json_encoder_of_its_own(sim):
+    """All JSON goes through cutover.odata.dumps (which refuses floats): the transport takes
+    bytes only, so there is no second path that lets a float through."""
+    t = dv_transport(sim)
+    before = len(await sim.log())
+    with pytest.raises(TypeError, match="json_body"):
+        await t.request("PATCH", f"{MILESTONES}({uuid.uuid4()})", json_body={"msdyn_amount": 1.1})
+    assert len(await sim.log()) == before
 
 
 async def test_tls_failure_names_tls_and_what_to_check(socket_sim):
@@ -254,8 +346,6 @@ async def test_tls_failure_names_tls_and_what_to_check(socket_sim):
 async def test_retry_after_zero_backs_off_and_gives_up_within_the_throttle_budget(sim):
     """A service that keeps answering 429 with Retry-After: 0 must not be hammered in a tight
     loop (that burns the identity's budget): waits grow, and the total wait bound still ends it."""
-    from cutover.transport import ServiceUnavailable
-
     await sim.admin("PUT", "faults", json={"throttle_rate": 1.0, "retry_after": 0, "path_contains": "WhoAmI"})
     waits: list[float] = []
 

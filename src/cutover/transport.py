@@ -12,57 +12,60 @@ Rules, in the order a request meets them:
   for idempotent requests (GET, and writes the caller marks idempotent, such as upserts to
   deterministic ids). A non-idempotent write that fails this way raises `OutcomeUnknown`:
   the caller must check before sending it again.
-- Errors name the environment, the request and the fix; they never carry a token.
+- Bodies are bytes the caller wrote (JSON through :func:`cutover.odata.dumps`, which refuses a
+  float): the transport has no JSON encoder of its own, so there is one way money is written.
+- Errors name the environment, the request and the fix; they never carry a token. Every error
+  is a :class:`ServiceError`, an :class:`cutover.errors.EnvironmentProblem` (exit 3); an
+  error answer's body is read by :func:`cutover.odata.error_of`, as everywhere else.
+- Tokens come from a :class:`cutover.tokens.TokenSource`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import httpx
 
+from .errors import EnvironmentProblem
+from .odata import error_of
 from .redaction import redact
+from .tokens import TokenSource
 
 logger = logging.getLogger("cutover.transport")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
-class TokenSource(Protocol):
-    async def token(self, *, force_refresh: bool = False) -> str: ...
-
-
-class StaticToken:
-    """A fixed token (tests, and tokens obtained elsewhere)."""
-
-    def __init__(self, value: str):
-        self._value = value
-
-    async def token(self, *, force_refresh: bool = False) -> str:
-        return self._value
-
 
 # --- errors -------------------------------------------------------------------------------------
 
 
-class ServiceError(Exception):
-    """A request that did not succeed. `str()` is for people: environment, request, cause, fix."""
+class ServiceError(EnvironmentProblem):
+    """A request that did not succeed. `str()` is for people: ``<environment>: <method> <url>:
+    <cause and fix>`` — `where` is the environment and the request, `message` the rest (both
+    redacted: no token or secret ever reaches a message)."""
 
-    def __init__(self, environment: str, method: str, url: str, message: str, *, status: int | None = None, code: str | None = None):
+    def __init__(
+        self,
+        environment: str,
+        method: str,
+        url: str,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+    ):
         self.environment = environment
         self.method = method
         self.url = redact(url)
         self.status = status
         self.code = code
-        self.message = redact(message)
-        super().__init__(f"{environment}: {method} {self.url}: {self.message}")
+        super().__init__(redact(message), where=f"{environment}: {method} {self.url}")
 
 
 class ReadOnlyViolation(ServiceError):
@@ -98,16 +101,7 @@ class OutcomeUnknown(ServiceError):
 
 
 def _error_text(response: httpx.Response) -> tuple[str | None, str]:
-    try:
-        body = response.json()
-    except ValueError:
-        return None, response.text[:300] or response.reason_phrase
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        err = body["error"]
-        return err.get("code") or None, str(err.get("message") or err)
-    if isinstance(body, dict) and "error_description" in body:
-        return body.get("error"), str(body["error_description"])
-    return None, json.dumps(body)[:300]
+    return error_of(response.content, response.status_code, response.reason_phrase)
 
 
 # --- adaptive concurrency ------------------------------------------------------------------------
@@ -116,7 +110,16 @@ def _error_text(response: httpx.Response) -> tuple[str | None, str]:
 class AdaptiveLimit:
     """A concurrency limit that grows while answers are clean and halves on throttling (AIMD)."""
 
-    def __init__(self, start: int = 4, minimum: int = 1, maximum: int = 52, grow_after: int = 20, *, cut_interval: float = 1.0, clock=time.monotonic):
+    def __init__(
+        self,
+        start: int = 4,
+        minimum: int = 1,
+        maximum: int = 52,
+        grow_after: int = 20,
+        *,
+        cut_interval: float = 1.0,
+        clock=time.monotonic,
+    ):
         self.limit = max(minimum, min(start, maximum))
         # Concurrent requests throttled by the same event answer 429 together: cut once per
         # event, not once per response, or one burst would collapse the limit to the minimum.
@@ -212,7 +215,9 @@ class Transport:
         self.environment = environment
         self.read_only = read_only
         self._own_client = client is None
-        self.client = client or httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        self.client = client or httpx.AsyncClient(
+            timeout=timeout, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        )
         self.retry = retry or RetryPolicy()
         self.limit = limit or AdaptiveLimit()
         self.sleep = sleep
@@ -223,7 +228,7 @@ class Transport:
         if self._own_client:
             await self.client.aclose()
 
-    async def __aenter__(self) -> "Transport":
+    async def __aenter__(self) -> Transport:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -238,7 +243,6 @@ class Transport:
         path: str,
         *,
         params: dict | list | None = None,
-        json_body: object | None = None,
         content: bytes | str | None = None,
         headers: dict[str, str] | None = None,
         idempotent: bool | None = None,
@@ -248,19 +252,27 @@ class Transport:
         method = method.upper()
         url = self.url(path)
         if self.read_only and method != "GET":
-            raise ReadOnlyViolation(self.environment, method, url, "this client is read-only (verification never writes); the request was not sent")
+            raise ReadOnlyViolation(
+                self.environment,
+                method,
+                url,
+                "this client is read-only (verification never writes); the request was not sent",
+            )
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
-        if json_body is not None:
-            content = json.dumps(json_body, default=_json_default)
-            headers = {"Content-Type": "application/json", **(headers or {})}
         failures = 0
         throttles = 0
         throttle_wait = 0.0
         refreshed = False
         while True:
             token = await self.tokens.token(force_refresh=False)
-            send_headers = {"Accept": "application/json", "OData-Version": "4.0", "OData-MaxVersion": "4.0", **(headers or {}), "Authorization": f"Bearer {token}"}
+            send_headers = {
+                "Accept": "application/json",
+                "OData-Version": "4.0",
+                "OData-MaxVersion": "4.0",
+                **(headers or {}),
+                "Authorization": f"Bearer {token}",
+            }
             await self.limit.acquire()
             try:
                 self.stats.requests += 1
@@ -275,17 +287,26 @@ class Transport:
                 failures += 1
                 if _is_unreachable(failure):  # nothing was sent, so even a create may be tried again
                     if failures >= min(3, self.retry.attempts):
-                        raise ConnectionFailed(self.environment, method, url, _unreachable_message(failure, self.base_url)) from None
+                        raise ConnectionFailed(
+                            self.environment, method, url, _unreachable_message(failure, self.base_url)
+                        ) from None
                     await self._backoff(failures)
                     continue
                 if not idempotent:
                     raise OutcomeUnknown(
-                        self.environment, method, url,
+                        self.environment,
+                        method,
+                        url,
                         f"the connection failed before the answer arrived ({type(failure).__name__}); the write may or may not "
                         "have been applied — read the record before sending it again",
                     ) from None
                 if failures >= self.retry.attempts:
-                    raise ServiceUnavailable(self.environment, method, url, f"connection failed {failures} times ({type(failure).__name__}: {failure}); check the network and the service health, then re-run — completed work is kept") from None
+                    raise ServiceUnavailable(
+                        self.environment,
+                        method,
+                        url,
+                        f"connection failed {failures} times ({type(failure).__name__}: {failure}); check the network and the service health, then re-run — completed work is kept",
+                    ) from None
                 await self._backoff(failures)
                 continue
 
@@ -299,7 +320,13 @@ class Transport:
                 wait = max(_retry_after(response), min(5.0, 0.05 * 2 ** (throttles - 1)))
                 throttle_wait += wait
                 if throttle_wait > self.retry.max_throttle_wait:
-                    raise ServiceUnavailable(self.environment, method, url, f"throttled for more than {self.retry.max_throttle_wait:.0f} s in total; the service-protection limits are exhausted — add application users to the pool or run later", status=429)
+                    raise ServiceUnavailable(
+                        self.environment,
+                        method,
+                        url,
+                        f"throttled for more than {self.retry.max_throttle_wait:.0f} s in total; the service-protection limits are exhausted — add application users to the pool or run later",
+                        status=429,
+                    )
                 self.stats.waited_seconds += wait
                 await self.sleep(wait + self.rng.uniform(0, min(1.0, wait * 0.1)))
                 continue
@@ -312,7 +339,14 @@ class Transport:
                 failures += 1
                 if not idempotent:
                     code, text = _error_text(response)
-                    raise OutcomeUnknown(self.environment, method, url, f"the service answered {status} ({text}); the write may or may not have been applied — read the record before sending it again", status=status, code=code)
+                    raise OutcomeUnknown(
+                        self.environment,
+                        method,
+                        url,
+                        f"the service answered {status} ({text}); the write may or may not have been applied — read the record before sending it again",
+                        status=status,
+                        code=code,
+                    )
                 if failures < self.retry.attempts:
                     await self._backoff(failures)
                     continue
@@ -334,22 +368,44 @@ class Transport:
         code, text = _error_text(response)
         env = self.environment
         if status == 401:
-            return AuthenticationFailed(env, method, url, f"the service refused the sign-in twice (401). Run `cutover login {env}` and check the profile's tenant and client id", status=status, code=code)
+            return AuthenticationFailed(
+                env,
+                method,
+                url,
+                f"the service refused the sign-in twice (401). Run `cutover login {env}` and check the profile's tenant and client id",
+                status=status,
+                code=code,
+            )
         if status == 403:
-            return PermissionDenied(env, method, url, f"permission denied (403{', ' + code if code else ''}): {text}. Give the application user a security role with this privilege in {env}", status=status, code=code)
+            return PermissionDenied(
+                env,
+                method,
+                url,
+                f"permission denied (403{', ' + code if code else ''}): {text}. Give the application user a security role with this privilege in {env}",
+                status=status,
+                code=code,
+            )
         if status == 404:
-            return NotFound(env, method, url, f"not found (404{', ' + code if code else ''}): {text}", status=status, code=code)
+            return NotFound(
+                env, method, url, f"not found (404{', ' + code if code else ''}): {text}", status=status, code=code
+            )
         if 400 <= status < 500:
-            return BadRequest(env, method, url, f"the service rejected the request ({status}{', ' + code if code else ''}): {text}", status=status, code=code)
-        return ServiceUnavailable(env, method, url, f"the service failed ({status}{', ' + code if code else ''}) after {self.retry.attempts} attempts: {text}; re-run later — completed work is kept", status=status, code=code)
-
-
-def _json_default(value: object) -> object:
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        raise TypeError("Decimal values must be serialised by the caller as exact JSON numbers (see dataverse.dumps)")
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+            return BadRequest(
+                env,
+                method,
+                url,
+                f"the service rejected the request ({status}{', ' + code if code else ''}): {text}",
+                status=status,
+                code=code,
+            )
+        return ServiceUnavailable(
+            env,
+            method,
+            url,
+            f"the service failed ({status}{', ' + code if code else ''}) after {self.retry.attempts} attempts: {text}; re-run later — completed work is kept",
+            status=status,
+            code=code,
+        )
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -374,7 +430,17 @@ def _unreachable_message(exc: Exception, base_url: str) -> str:
 
 
 __all__ = [
-    "AdaptiveLimit", "AuthenticationFailed", "BadRequest", "ConnectionFailed", "NotFound", "OutcomeUnknown",
-    "PermissionDenied", "ReadOnlyViolation", "RetryPolicy", "ServiceError", "ServiceUnavailable", "StaticToken",
-    "TokenSource", "Transport", "redact",
+    "AdaptiveLimit",
+    "AuthenticationFailed",
+    "BadRequest",
+    "ConnectionFailed",
+    "NotFound",
+    "OutcomeUnknown",
+    "PermissionDenied",
+    "ReadOnlyViolation",
+    "RetryPolicy",
+    "ServiceError",
+    "ServiceUnavailable",
+    "Transport",
+    "TransportStats",
 ]
