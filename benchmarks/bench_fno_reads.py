@@ -30,11 +30,11 @@ import asyncio
 import time
 
 import httpx
-
 from _common import machine, median, served, token, world
 
 from cutover.fno import FnoClient
-from cutover.transport import AdaptiveLimit, StaticToken, Transport
+from cutover.tokens import StaticToken
+from cutover.transport import AdaptiveLimit, Transport
 
 GL = "GeneralJournalAccountEntryBiEntities"
 

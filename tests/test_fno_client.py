@@ -24,14 +24,14 @@ import pytest
 from cutover import odata
 from cutover.fno import (
     FnoClient,
-    FnoResponseError,
     Partition,
     company_partitions,
     date_partitions,
     enum,
     key_range_partitions,
 )
-from cutover.transport import AdaptiveLimit, BadRequest, ReadOnlyViolation, StaticToken, Transport
+from cutover.tokens import StaticToken
+from cutover.transport import AdaptiveLimit, BadRequest, ReadOnlyViolation, Transport
 from tests.conftest import FNO, READER
 
 GL = "GeneralJournalAccountEntryBiEntities"
@@ -44,8 +44,12 @@ TASK_PREFIX = "cutover.fno.partitioned"
 async def fno_client(h, *, conn_limit: int = 8, read_only: bool = True) -> FnoClient:
     """A client as verification builds it: read-only transport, the read-only identity."""
     t = Transport(
-        f"{h.client.base_url}{FNO}", StaticToken(await h.token(*READER)), environment="rehearsal",
-        read_only=read_only, client=h.client, limit=AdaptiveLimit(start=conn_limit),
+        f"{h.client.base_url}{FNO}",
+        StaticToken(await h.token(*READER)),
+        environment="rehearsal",
+        read_only=read_only,
+        client=h.client,
+        limit=AdaptiveLimit(start=conn_limit),
     )
     return FnoClient(t)
 
@@ -94,7 +98,9 @@ async def test_rows_stream_and_default_page_is_the_servers(sim):
     fno = await fno_client(sim)
     pages = [p async for p in fno.pages(GL, select=["SourceKey"])]
     assert [len(p) for p in pages] == [5000]
-    assert Counter([r["SourceKey"] async for r in fno.rows(GL, select=["SourceKey"], page_size=999)]) == sql_keys(sim.conn)
+    assert Counter([r["SourceKey"] async for r in fno.rows(GL, select=["SourceKey"], page_size=999)]) == sql_keys(
+        sim.conn
+    )
     before = len(await sim.log())
     with pytest.raises(ValueError, match="10,000"):
         [p async for p in fno.pages(GL, page_size=10_001)]
@@ -142,10 +148,23 @@ async def test_enum_literal_filter_on_trans_status(sim):
         for ident, status in statuses.items():
             sim.conn.execute(
                 f"INSERT INTO fno_{MILESTONES} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                ("usmf", ident, str(uuid.uuid4()), "PRJC-000001", "PRJC-000001-1", "Milestone", 1_000_000, "2026-10-31T12:00:00Z", "US-001", status),
+                (
+                    "usmf",
+                    ident,
+                    str(uuid.uuid4()),
+                    "PRJC-000001",
+                    "PRJC-000001-1",
+                    "Milestone",
+                    1_000_000,
+                    "2026-10-31T12:00:00Z",
+                    "US-001",
+                    status,
+                ),
             )
     fno = await fno_client(sim)
-    invoiced = odata.compare("TransStatus", "eq", odata.Enum("Microsoft.Dynamics.DataEntities.ProjTransStatus", "Invoiced"))
+    invoiced = odata.compare(
+        "TransStatus", "eq", odata.Enum("Microsoft.Dynamics.DataEntities.ProjTransStatus", "Invoiced")
+    )
     assert invoiced == "TransStatus eq Microsoft.Dynamics.DataEntities.ProjTransStatus'Invoiced'"
     assert str(enum("ProjTransStatus", "Invoiced")) == "Microsoft.Dynamics.DataEntities.ProjTransStatus'Invoiced'"
     rows = [r async for r in fno.rows(MILESTONES, filter=invoiced)]
@@ -170,9 +189,11 @@ async def test_date_range_partitions_return_exactly_the_rows_in_the_window(sim):
     got: Counter = Counter()
     for part in parts:
         got.update([(r["dataAreaId"], r["RecId"]) async for r in fno.rows(AR, filter=part.filter)])
-    expected = Counter(sim.conn.execute(
-        f"SELECT dataAreaId, RecId FROM fno_{AR} WHERE TransDate >= '2025-09-01T00:00:00Z' AND TransDate < '2026-03-01T00:00:00Z'"
-    ).fetchall())
+    expected = Counter(
+        sim.conn.execute(
+            f"SELECT dataAreaId, RecId FROM fno_{AR} WHERE TransDate >= '2025-09-01T00:00:00Z' AND TransDate < '2026-03-01T00:00:00Z'"
+        ).fetchall()
+    )
     assert 0 < sum(expected.values()) < 500
     assert got == expected
 
@@ -190,14 +211,20 @@ async def test_money_is_exact_decimal_and_sums_equal_the_ledger(sim):
         for r in page:
             assert type(r["AccountingCurrencyAmount"]) is Decimal
             sums[r["MainAccount"]] = sums.get(r["MainAccount"], Decimal(0)) + r["AccountingCurrencyAmount"]
-    expected = {a: Decimal(s) / SCALE for a, s in sim.conn.execute(f"SELECT MainAccount, sum(AccountingCurrencyAmount) FROM fno_{GL} GROUP BY 1")}
+    expected = {
+        a: Decimal(s) / SCALE
+        for a, s in sim.conn.execute(f"SELECT MainAccount, sum(AccountingCurrencyAmount) FROM fno_{GL} GROUP BY 1")
+    }
     assert sums == expected and len(sums) > 3
     assert sum(sums.values()) == 0  # every journal entry balances
 
     ar: dict[str, Decimal] = {}
     async for r in fno.rows(AR, select=["AmountMst"]):  # keys (dataAreaId, RecId) always come back
         ar[r["dataAreaId"]] = ar.get(r["dataAreaId"], Decimal(0)) + r["AmountMst"]
-    assert ar == {c: Decimal(s) / SCALE for c, s in sim.conn.execute(f"SELECT dataAreaId, sum(AmountMst) FROM fno_{AR} GROUP BY 1")}
+    assert ar == {
+        c: Decimal(s) / SCALE
+        for c, s in sim.conn.execute(f"SELECT dataAreaId, sum(AmountMst) FROM fno_{AR} GROUP BY 1")
+    }
 
 
 # --- partitioned reads ------------------------------------------------------------------------------
@@ -208,7 +235,9 @@ async def test_partitioned_by_key_range_equals_one_stream(sim):
     same multiset of rows as one nextLink stream and as SQL: every GL line exactly once."""
     fno = await fno_client(sim)
     parts = await fno.plan_partitions(GL, "SourceKey", 7)
-    assert len(parts) == 7 and parts[0].filter.startswith("SourceKey lt ") and parts[-1].filter.startswith("SourceKey ge ")
+    assert (
+        len(parts) == 7 and parts[0].filter.startswith("SourceKey lt ") and parts[-1].filter.startswith("SourceKey ge ")
+    )
     select = ["SourceKey", "AccountingCurrencyAmount", "LedgerAccount"]
     single = Counter([tuple(r.values()) async for r in fno.rows(GL, select=select, page_size=400)])
     parallel: Counter = Counter()
@@ -228,7 +257,9 @@ async def test_partitioned_by_company_with_a_shared_filter_equals_one_stream(sim
     payments = odata.compare("TransType", "eq", enum("LedgerTransType", "Payment"))
     parts = company_partitions(["USMF", "DEMF", "usmf"])
     assert [p.filter for p in parts] == ["dataAreaId eq 'usmf'", "dataAreaId eq 'demf'"]
-    single = Counter([(r["dataAreaId"], r["RecId"], r["AmountCur"]) async for r in fno.rows(AR, filter=payments, page_size=50)])
+    single = Counter(
+        [(r["dataAreaId"], r["RecId"], r["AmountCur"]) async for r in fno.rows(AR, filter=payments, page_size=50)]
+    )
     parallel: Counter = Counter()
     async for page in fno.partitioned(AR, parts, filter=payments, page_size=20):
         parallel.update((r["dataAreaId"], r["RecId"], r["AmountCur"]) for r in page)
@@ -242,7 +273,14 @@ async def test_partitioned_read_is_backpressured(sim):
     not the 50 pages of the whole set."""
     fno = await fno_client(sim)
     lo, hi = gl_bounds(sim.conn)
-    stream = fno.partitioned(GL, key_range_partitions("SourceKey", lo, hi, 3), select=["SourceKey"], page_size=100, concurrency=3, queue_pages=2)
+    stream = fno.partitioned(
+        GL,
+        key_range_partitions("SourceKey", lo, hi, 3),
+        select=["SourceKey"],
+        page_size=100,
+        concurrency=3,
+        queue_pages=2,
+    )
     async with contextlib.aclosing(stream):
         async for _first in stream:
             await asyncio.sleep(0.4)
@@ -314,7 +352,9 @@ async def test_throttling_during_a_partitioned_read_loses_nothing(sim):
     fno = await fno_client(sim)
     lo, hi = gl_bounds(sim.conn)
     got: Counter = Counter()
-    async for page in fno.partitioned(GL, key_range_partitions("SourceKey", lo, hi, 6), select=["SourceKey"], page_size=200, concurrency=6):
+    async for page in fno.partitioned(
+        GL, key_range_partitions("SourceKey", lo, hi, 6), select=["SourceKey"], page_size=200, concurrency=6
+    ):
         got.update(r["SourceKey"] for r in page)
     assert got == sql_keys(sim.conn)
     throttled = [e for e in await fno_requests(sim) if e["status"] == 429]
@@ -337,23 +377,11 @@ async def test_verification_reads_are_read_only_by_construction(sim):
         pass
     before = await sim.log()
     for method in ("POST", "PATCH", "PUT", "DELETE"):
-        with pytest.raises(ReadOnlyViolation):
-            await fno.transport.request(method, f"{MILESTONES}", json_body={"TransStatus": 4})
+        with pytest.raises(ReadOnlyViolation, match="read-only"):
+            await fno.transport.request(method, f"{MILESTONES}", content=odata.dumps({"TransStatus": 4}))
     after = await sim.log()
     assert after == before
     assert {e["method"] for e in after if e["path"].startswith(FNO)} == {"GET"}
-
-
-def test_next_link_outside_the_service_root_is_refused():
-    """A nextLink is followed only below the transport's own F&O root, so the bearer token
-    is never sent to another host."""
-    fno = FnoClient(Transport("https://contoso.operations.dynamics.com/data/", StaticToken("t"), environment="prod", read_only=True))
-    here = "https://contoso.operations.dynamics.com/data/CustTransactions?cross-company=true"
-    assert fno._next_url(here, "https://contoso.operations.dynamics.com/data/CustTransactions?$skiptoken=x").endswith("$skiptoken=x")
-    assert fno._next_url(here, "CustTransactions?$skiptoken=y") == "https://contoso.operations.dynamics.com/data/CustTransactions?$skiptoken=y"
-    for bad in ("https://evil.example/data/CustTransactions?$skiptoken=x", "http://contoso.operations.dynamics.com/data/X", "https://contoso.operations.dynamics.com/other/X"):
-        with pytest.raises(FnoResponseError, match="outside"):
-            fno._next_url(here, bad)
 
 
 # --- planners ------------------------------------------------------------------------------------
@@ -375,9 +403,9 @@ def test_key_range_partitions_are_contiguous_disjoint_and_covering():
     assert [p.filter for p in closed] == ["(RecId ge 1) and (RecId lt 6)", "(RecId ge 6) and (RecId le 10)"]
     with pytest.raises(TypeError, match="integer"):
         key_range_partitions("Voucher", "A", "Z", 2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"empty key range: hi \(1\) is below lo \(10\)"):
         key_range_partitions("SourceKey", 10, 1, 2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not an OData property name"):
         key_range_partitions("Source Key or 1 eq 1", 1, 10, 2)
 
 
@@ -389,11 +417,14 @@ def test_date_partitions_split_whole_days_and_seconds():
         "(TransDate ge 2026-01-01T00:00:00Z) and (TransDate lt 2026-01-02T00:00:00Z)",
         "(TransDate ge 2026-01-02T00:00:00Z) and (TransDate lt 2026-01-03T00:00:00Z)",
     ]
-    assert date_partitions("D", dt.date(2026, 1, 1), dt.date(2026, 1, 2), 1, edm_date=True)[0].filter == "(D ge 2026-01-01) and (D lt 2026-01-02)"
-    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    assert (
+        date_partitions("D", dt.date(2026, 1, 1), dt.date(2026, 1, 2), 1, edm_date=True)[0].filter
+        == "(D ge 2026-01-01) and (D lt 2026-01-02)"
+    )
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     secs = date_partitions("At", t0, t0 + dt.timedelta(hours=1), 4, open_ends=True)
     assert secs[0].filter == "At lt 2026-01-01T00:15:00Z" and secs[-1].filter == "At ge 2026-01-01T00:45:00Z"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="empty date range"):
         date_partitions("TransDate", dt.date(2026, 1, 2), dt.date(2026, 1, 1), 2)
 
 
@@ -411,7 +442,10 @@ async def test_partitioned_read_over_a_real_socket(socket_sim):
         got.update((r["SourceKey"], r["AccountingCurrencyAmount"]) for r in page)
     conn = sqlite3.connect(socket_sim.db)
     try:
-        expected = Counter((k, Decimal(a) / SCALE) for k, a in conn.execute(f"SELECT SourceKey, AccountingCurrencyAmount FROM fno_{GL}"))
+        expected = Counter(
+            (k, Decimal(a) / SCALE)
+            for k, a in conn.execute(f"SELECT SourceKey, AccountingCurrencyAmount FROM fno_{GL}")
+        )
     finally:
         conn.close()
     assert got == expected and sum(got.values()) == 5000

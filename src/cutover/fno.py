@@ -17,8 +17,10 @@ Rules this client follows (DESIGN.md, "Domain facts", Finance and Operations):
   ``Retry-After`` is waited out, never given up on, 5xx on a GET is retried, a read-only
   transport refuses anything but GET before sending it. This client only ever sends GETs;
   it has no method that writes (F&O changes only through dual-write during the cutover).
-- A nextLink is followed only if it points below the transport's own service root, so a
-  malformed or hostile answer can never send the bearer token elsewhere.
+- Paging is :mod:`cutover.paging`, the same path as Dataverse's: a nextLink is followed only
+  if it points below the transport's own service root, so a malformed or hostile answer can
+  never send the bearer token elsewhere, and never twice, so a looping answer cannot keep the
+  read going forever.
 
 Large entities are read faster with :meth:`FnoClient.partitioned`: disjoint filters (legal
 entity, key range or date range) read in parallel, their pages handed to the caller through a
@@ -36,21 +38,26 @@ import datetime as dt
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote as _urlquote
-from urllib.parse import urljoin, urlsplit
 
-from . import odata
+from . import odata, paging
 from .transport import ServiceError, Transport
 
 __all__ = [
-    "ENUM_NAMESPACE", "FNO_MAX_PAGE", "FnoClient", "FnoResponseError", "Partition", "company_partitions",
-    "date_partitions", "enum", "key_range_partitions",
+    "ENUM_NAMESPACE",
+    "FNO_MAX_PAGE",
+    "FnoClient",
+    "FnoResponseError",
+    "Partition",
+    "company_partitions",
+    "date_partitions",
+    "enum",
+    "key_range_partitions",
 ]
 
 FNO_MAX_PAGE = 10_000  # F&O's server-driven page size; a larger maxpagesize is pointless
 ENUM_NAMESPACE = "Microsoft.Dynamics.DataEntities"
 DEFAULT_CONCURRENCY = 8
-_QUERY_SAFE = "$,()'=:*/-._~@"  # kept readable in the URL; everything else is percent-encoded
+_FIX = "check that the profile's F&O URL ends in /data/"
 
 
 class FnoResponseError(ServiceError):
@@ -101,7 +108,9 @@ def key_range_partitions(field: str, lo: int, hi: int, parts: int, *, open_ends:
     they cover exactly [lo, hi]. Never more partitions than keys in the range."""
     for name, value in (("lo", lo), ("hi", hi)):
         if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"key_range_partitions needs integer keys; {name} is {type(value).__name__} {value!r} — use company_partitions or date_partitions")
+            raise TypeError(
+                f"key_range_partitions needs integer keys; {name} is {type(value).__name__} {value!r} — use company_partitions or date_partitions"
+            )
     if parts < 1:
         raise ValueError(f"parts must be at least 1, got {parts}")
     if hi < lo:
@@ -123,7 +132,13 @@ def key_range_partitions(field: str, lo: int, hi: int, parts: int, *, open_ends:
 
 
 def date_partitions(
-    field: str, start: dt.date | dt.datetime, end: dt.date | dt.datetime, parts: int, *, edm_date: bool = False, open_ends: bool = False,
+    field: str,
+    start: dt.date | dt.datetime,
+    end: dt.date | dt.datetime,
+    parts: int,
+    *,
+    edm_date: bool = False,
+    open_ends: bool = False,
 ) -> list[Partition]:
     """Split [start, end) into up to `parts` disjoint date ranges ``field ge a and field lt b``.
 
@@ -150,14 +165,19 @@ def date_partitions(
     def literal(value: dt.date | dt.datetime) -> Any:
         if edm_date or isinstance(value, dt.datetime):
             return value
-        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
 
     out: list[Partition] = []
     for i in range(parts):
         low = None if (open_ends and i == 0) else odata.compare(field, "ge", literal(bounds[i]))
         high = None if (open_ends and i == parts - 1) else odata.compare(field, "lt", literal(bounds[i + 1]))
         clauses = [c for c in (low, high) if c]
-        out.append(Partition(odata.and_(*clauses) if clauses else None, f"{field} [{bounds[i].isoformat()}, {bounds[i + 1].isoformat()})"))
+        out.append(
+            Partition(
+                odata.and_(*clauses) if clauses else None,
+                f"{field} [{bounds[i].isoformat()}, {bounds[i + 1].isoformat()})",
+            )
+        )
     return out
 
 
@@ -183,49 +203,17 @@ class FnoClient:
     # query building
 
     def _query(
-        self, *, select: Iterable[str] | str | None, filter: str | None, cross_company: bool,
-        orderby: Sequence[str] | str | None, top: int | None, count: bool = False,
-    ) -> str:
-        params: list[tuple[str, str]] = []
-        if cross_company:
-            params.append(("cross-company", "true"))
-        if select:
-            params.append(("$select", odata.select(select)))
-        if filter:
-            params.append(("$filter", filter))
-        if orderby:
-            params.append(("$orderby", odata.orderby(*([orderby] if isinstance(orderby, str) else orderby))))
-        if top is not None:
-            if top < 0:
-                raise ValueError(f"top must not be negative, got {top}")
-            params.append(("$top", str(top)))
-        if count:
-            params.append(("$count", "true"))
-        return "&".join(f"{_urlquote(k, safe='$-')}={_urlquote(v, safe=_QUERY_SAFE)}" for k, v in params)
-
-    def _next_url(self, current: str, link: object) -> str:
-        """The nextLink as an absolute URL, refused unless it is below our own service root."""
-        if not isinstance(link, str) or not link:
-            raise FnoResponseError(self.transport.environment, "GET", current, f"the service sent an unusable @odata.nextLink ({link!r}); the read stopped — report this to the environment's administrator")
-        url = urljoin(current, link)
-        mine, theirs = urlsplit(self.transport.base_url), urlsplit(url)
-        if (theirs.scheme, theirs.netloc.lower()) != (mine.scheme, mine.netloc.lower()) or not theirs.path.startswith(mine.path):
-            raise FnoResponseError(
-                self.transport.environment, "GET", current,
-                f"the service's @odata.nextLink points outside {self.transport.base_url} ({theirs.scheme}://{theirs.netloc}{theirs.path}); "
-                "the token is not sent there and the read stopped — check the profile's F&O URL (it must be the environment's own address)",
-            )
-        return url
-
-    async def _get_page(self, path: str, headers: dict[str, str] | None) -> tuple[list[dict], dict]:
-        response = await self.transport.request("GET", path, headers=headers)
-        try:
-            body = odata.loads(response.content)
-        except ValueError as exc:
-            raise FnoResponseError(self.transport.environment, "GET", str(response.request.url), f"the answer is not JSON ({exc}); check that the profile's F&O URL ends in /data/") from None
-        if not isinstance(body, dict) or not isinstance(body.get("value"), list):
-            raise FnoResponseError(self.transport.environment, "GET", str(response.request.url), "the answer is not an OData collection (no 'value' list); check the entity set name")
-        return body["value"], body
+        self,
+        *,
+        select: Iterable[str] | str | None,
+        filter: str | None,
+        cross_company: bool,
+        orderby: Sequence[str] | str | None,
+        top: int | None,
+        count: bool = False,
+    ) -> list[tuple[str, str]]:
+        params = [("cross-company", "true")] if cross_company else []
+        return params + paging.query_options(select=select, filter=filter, orderby=orderby, top=top, count=count)
 
     # reads
 
@@ -244,25 +232,13 @@ class FnoClient:
 
         `page_size` (1..10,000) asks for smaller pages with ``Prefer: odata.maxpagesize``; by
         default F&O decides (10,000). Each page is a list of row dicts with Decimal money."""
-        odata.field_name(entity)
-        headers = None
-        if page_size is not None:
-            if not 1 <= page_size <= FNO_MAX_PAGE:
-                raise ValueError(f"page_size must be between 1 and {FNO_MAX_PAGE:,} (F&O's page limit), got {page_size}")
-            headers = {"Prefer": f"odata.maxpagesize={page_size}"}
-        query = self._query(select=select, filter=filter, cross_company=cross_company, orderby=orderby, top=top)
-        url = self.transport.url(entity + (f"?{query}" if query else ""))
-        seen: set[str] = set()
-        while True:
-            rows, body = await self._get_page(url, headers)
-            link = body.get("@odata.nextLink")
+        odata.name_segment(entity)
+        headers = paging.page_size_header(page_size, FNO_MAX_PAGE, "F&O")
+        params = self._query(select=select, filter=filter, cross_company=cross_company, orderby=orderby, top=top)
+        async for rows in paging.pages(
+            self.transport, entity, params, headers=headers, error=FnoResponseError, fix=_FIX
+        ):
             yield rows
-            if link is None:
-                return
-            url = self._next_url(url, link)
-            if url in seen:
-                raise FnoResponseError(self.transport.environment, "GET", url, "the service sent the same @odata.nextLink twice; the read stopped to avoid an endless loop")
-            seen.add(url)
 
     async def rows(
         self,
@@ -276,30 +252,66 @@ class FnoClient:
         top: int | None = None,
     ) -> AsyncIterator[dict]:
         """Yield the rows of :meth:`pages`, one at a time."""
-        async for page in self.pages(entity, select=select, filter=filter, cross_company=cross_company, page_size=page_size, orderby=orderby, top=top):
+        async for page in self.pages(
+            entity,
+            select=select,
+            filter=filter,
+            cross_company=cross_company,
+            page_size=page_size,
+            orderby=orderby,
+            top=top,
+        ):
             for row in page:
                 yield row
 
     async def count(self, entity: str, filter: str | None = None, cross_company: bool = True) -> int:
         """Number of rows matching `filter`, asked as ``$count=true&$top=0`` (no rows are sent)."""
-        odata.field_name(entity)
-        query = self._query(select=None, filter=filter, cross_company=cross_company, orderby=None, top=0, count=True)
-        _, body = await self._get_page(f"{entity}?{query}", None)
-        value = body.get("@odata.count")
+        odata.name_segment(entity)
+        query = paging.query_string(
+            self._query(select=None, filter=filter, cross_company=cross_company, orderby=None, top=0, count=True)
+        )
+        body = await paging.get_json(self.transport, f"{entity}?{query}", error=FnoResponseError, fix=_FIX)
+        value = body.get("@odata.count") if isinstance(body, dict) else None
         if not isinstance(value, int) or isinstance(value, bool):
-            raise FnoResponseError(self.transport.environment, "GET", self.transport.url(entity), f"the answer carries no @odata.count (got {value!r}); this environment may not support $count on {entity}")
+            raise FnoResponseError(
+                self.transport.environment,
+                "GET",
+                self.transport.url(entity),
+                f"the answer carries no @odata.count (got {value!r}); this environment may not support $count on {entity}",
+            )
         return value
 
-    async def first(self, entity: str, field: str, *, descending: bool = False, filter: str | None = None, cross_company: bool = True) -> Any:
+    async def first(
+        self,
+        entity: str,
+        field: str,
+        *,
+        descending: bool = False,
+        filter: str | None = None,
+        cross_company: bool = True,
+    ) -> Any:
         """The smallest (or largest) value of `field`, via ``$orderby=field&$top=1``; None if no rows."""
-        stream = self.pages(entity, select=[field], filter=filter, cross_company=cross_company, orderby=f"{field} {'desc' if descending else 'asc'}", top=1)
+        stream = self.pages(
+            entity,
+            select=[field],
+            filter=filter,
+            cross_company=cross_company,
+            orderby=f"{field} {'desc' if descending else 'asc'}",
+            top=1,
+        )
         async with contextlib.aclosing(stream):
             async for page in stream:
                 return page[0][field] if page else None
         return None
 
     async def plan_partitions(
-        self, entity: str, key_field: str, parts: int, *, filter: str | None = None, cross_company: bool = True,
+        self,
+        entity: str,
+        key_field: str,
+        parts: int,
+        *,
+        filter: str | None = None,
+        cross_company: bool = True,
     ) -> list[Partition]:
         """Key-range partitions of `entity` by integer `key_field`: probes lo and hi with two
         ``$orderby=…&$top=1`` reads, then :func:`key_range_partitions` (open ends: every row
@@ -354,7 +366,9 @@ class FnoClient:
             try:
                 for part in todo:  # shared iterator: each partition is taken by one reader
                     clause = odata.and_(filter, part.filter) if (filter or part.filter) else None
-                    async for page in self.pages(entity, select=fields, filter=clause, cross_company=cross_company, page_size=page_size):
+                    async for page in self.pages(
+                        entity, select=fields, filter=clause, cross_company=cross_company, page_size=page_size
+                    ):
                         await queue.put(page)
             except asyncio.CancelledError:
                 raise
