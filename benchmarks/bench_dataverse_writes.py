@@ -36,10 +36,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
-
 from _common import machine, served, world
+
 from cutover import odata
-from cutover.dataverse import DEFAULT_CHUNK, DataverseClient, deterministic_id
+from cutover.bulk import DEFAULT_CHUNK
+from cutover.dataverse import DataverseClient
+from cutover.domain import deterministic_id
 from cutover.transport import Transport
 
 MILESTONES = "msdyn_contractlinescheduleofvalues"
@@ -85,7 +87,7 @@ def single_bound(scale: float, cost: dict) -> float:
 def records(lines: list[str], prefix: str, n: int) -> list[dict]:
     return [
         {
-            KEY: deterministic_id(NS, f"{prefix}-{i:06d}"),
+            KEY: deterministic_id(f"{prefix}-{i:06d}", NS),
             "msdyn_name": f"{prefix} milestone {i}",
             "msdyn_amount": Decimal(1000 + i % 997) + Decimal("0.25"),
             "msdyn_invoicedate": "2026-10-31",
