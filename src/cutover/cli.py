@@ -1,28 +1,99 @@
-"""The `cutover` command. Thin: parse arguments, call the core, set the exit code.
+"""The `cutover` command. Thin: parse arguments, call the core, print, set the exit code.
 
-Exit codes: 0 ok, 1 checks failed, 2 bad input or usage, 3 environment / connection error.
+Errors are mapped to exit codes in one place (:class:`CutoverGroup`), by reading the error's
+own ``exit_code`` (:mod:`cutover.errors`): 0 ok, 1 checks failed, 2 bad input or usage,
+3 environment or connection error, 4 the tool itself failed — then the traceback goes to a
+log file in the workspace and the message names it.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
+import datetime as dt
+import os
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import click
 
-EXIT_OK, EXIT_CHECKS_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
-DEFAULT_WORKSPACE = "cutover-workspace"
+from cutover import config as configuration
+from cutover.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL, CutoverError, exit_code_of
+
 DEMO_DB = "rehearsal.sqlite"
+_WORKSPACE_KEY = "cutover.workspace"
 
 
-def fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+# --- one error path ---------------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _crash_log(ctx: click.Context, exc: BaseException) -> Path | None:
+    """Write the traceback of an unexpected exception; the workspace's logs/ if it exists, else temp."""
+    workspace = ctx.meta.get(_WORKSPACE_KEY) or configuration.resolve_workspace(None)
+    folder = Path(workspace) / "logs" if Path(workspace).is_dir() else Path(tempfile.gettempdir())
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"cutover-crash-{stamp}-{os.getpid()}.log"
+        with open(path, "x", encoding="utf-8") as f:
+            f.write(f"cutover {' '.join(sys.argv[1:])}\n")
+            f.write("".join(traceback.format_exception(exc)))
+        return path
+    except OSError:
+        return None
+
+
+class CutoverGroup(click.Group):
+    """The top-level group: the one place where errors become messages and exit codes."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except CutoverError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("cancelled", err=True)
+            ctx.exit(exit_code_of(KeyboardInterrupt()))
+        except OSError as exc:  # the workspace itself: folders, permissions, a full disk
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            click.echo(
+                f"error: {exc.strerror or exc}{where}: check the folder's ownership, permissions and free space",
+                err=True,
+            )
+            ctx.exit(EXIT_ENVIRONMENT)
+        except Exception as exc:
+            log = _crash_log(ctx, exc)
+            where = f"; details in {log}" if log else ""
+            click.echo(f"internal error: {type(exc).__name__}: {exc}{where}", err=True)
+            ctx.exit(EXIT_INTERNAL)
+
+
+def _remember_workspace(ctx: click.Context, _param, value):
+    if value is not None:
+        ctx.meta[_WORKSPACE_KEY] = configuration.resolve_workspace(value)
+    return value
+
+
+workspace_option = click.option(
+    "--workspace",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    callback=_remember_workspace,
+    help=f"Workspace folder [default: ${configuration.WORKSPACE_ENV} or ./{configuration.DEFAULT_WORKSPACE}].",
+)
+
+
+def run_async(coro):
+    """Run one async command to completion on a fresh event loop."""
+    return asyncio.run(coro)
+
+
+@click.group(cls=CutoverGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cutover")
 def main() -> None:
     """Migrate invoiced fixed-price billing milestones into Project Operations without touching AR or GL, and prove it."""
@@ -41,120 +112,75 @@ def _progress(stage: str, done: int, total: int) -> None:
         click.echo(f"\r  {stage}: {done:,}/{total:,}".ljust(60), err=True, nl=done >= total)
 
 
-def default_extract_path(db: Path) -> Path:
-    return db.with_name(f"{db.stem}-legacy-extract.csv")
+def _seed(db: Path, *, scale: str, seed: int, extract: Path | None, overrides: dict, force: bool):
+    from cutover.sim import worldfile
 
-
-def seed_database(db: Path, scale_name: str, seed: int, extract: Path | None, overrides: dict, force: bool, quiet: bool = False):
-    """Create a seeded simulator database; returns the seed summary."""
-    from cutover.sim import seed as seeding
-    from cutover.sim.store import connect
-
-    if db.exists():
-        if not force:
-            fail(f"{db} already exists. Use --force to replace it, or choose another --db.", EXIT_USAGE)
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(db) + suffix).unlink(missing_ok=True)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    scale = seeding.SCALES[scale_name]
-    chosen = {k: v for k, v in overrides.items() if v is not None}
-    if chosen:
-        scale = dataclasses.replace(scale, **chosen)
-        scale_name = f"{scale_name}+custom"
-    extract = extract or default_extract_path(db)
-    conn = connect(db)
-    try:
-        started = time.perf_counter()
-        summary = seeding.seed_world(conn, scale, seed=seed, scale_name=scale_name, extract_path=extract, progress=None if quiet else _progress)
-        elapsed = time.perf_counter() - started
-    except ValueError as exc:
-        fail(str(exc), EXIT_USAGE)
-    finally:
-        conn.close()
-    if not quiet:
-        click.echo(
-            f"seeded {db} in {elapsed:.1f} s: organization {summary.organization_id}, "
-            f"{summary.contracts:,} contracts, {summary.invoiced_milestones:,} invoiced + {summary.uninvoiced_milestones:,} "
-            f"un-invoiced legacy milestones, {summary.ar_transactions:,} AR transactions, {summary.gl_lines:,} GL lines"
-        )
-        click.echo(f"legacy extract: {extract}")
+    started = time.perf_counter()
+    summary = worldfile.seed_database(
+        db, scale=scale, seed=seed, extract=extract, overrides=overrides, force=force, progress=_progress
+    )
+    click.echo(
+        f"seeded {db} in {time.perf_counter() - started:.1f} s: organization {summary.organization_id}, "
+        f"{summary.contracts:,} contracts, {summary.invoiced_milestones:,} invoiced + {summary.uninvoiced_milestones:,} "
+        f"un-invoiced legacy milestones, {summary.ar_transactions:,} AR transactions, {summary.gl_lines:,} GL lines"
+    )
+    click.echo(f"legacy extract: {summary.extract_path}")
     return summary
 
 
-SCALE_OVERRIDES = (
-    ("legal_entities", "--legal-entities"),
-    ("customers", "--customers"),
-    ("contracts", "--contracts"),
-    ("invoiced_milestones", "--invoiced"),
-    ("uninvoiced_milestones", "--uninvoiced"),
-    ("ar_transactions", "--ar-transactions"),
-    ("gl_lines", "--gl-lines"),
-)
-
-
 def _scale_options(f):
+    from cutover.sim.worldfile import SCALE_OVERRIDES
+
     for name, flag in reversed(SCALE_OVERRIDES):
-        f = click.option(flag, name, type=click.IntRange(min=0), default=None, help=f"Override the scale's {name.replace('_', ' ')}.")(f)
+        f = click.option(
+            flag, name, type=click.IntRange(min=0), default=None, help=f"Override the scale's {name.replace('_', ' ')}."
+        )(f)
     return f
+
+
+def _scale_names() -> list[str]:
+    from cutover.sim.worldfile import SCALE_NAMES
+
+    return list(SCALE_NAMES)
 
 
 @sim.command("seed")
 @click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Simulator database file to create.")
-@click.option("--scale", "scale_name", type=click.Choice(["small", "medium", "large"]), default="small", show_default=True)
+@click.option("--scale", "scale_name", type=click.Choice(_scale_names()), default="small", show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same world (and same organization id).")
 @click.option("--extract", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Where to write the legacy extract CSV [default: next to the database].")
-@click.option("--force", is_flag=True, help="Replace an existing database file.")
+@click.option("--force", is_flag=True, help="Replace an existing simulator database.")
 @_scale_options
 def sim_seed(db: Path, scale_name: str, seed: int, extract: Path | None, force: bool, **overrides) -> None:
     """Build a deterministic Contoso-style world and its legacy extract."""
-    seed_database(db, scale_name, seed, extract, overrides, force)
+    chosen = {k: v for k, v in overrides.items() if v is not None}
+    _seed(db, scale=scale_name, seed=seed, extract=extract, overrides=chosen, force=force)
 
 
-@sim.command("serve")
+@sim.command("serve", context_settings={"ignore_unknown_options": True})
 @click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Seeded simulator database.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port.")
 @click.option("--window-scale", type=click.FloatRange(min=0.0001, max=1.0), default=1.0, show_default=True, help="Shrink the 300 s service-protection window (rates stay as documented).")
 def sim_serve(db: Path, port: int, window_scale: float) -> None:
-    """Serve the simulator on 127.0.0.1 until interrupted."""
-    from cutover.sim.protection import Limits
-    from cutover.sim.server import serve_forever
+    """Serve the simulator on 127.0.0.1 until interrupted (same as `python -m cutover.sim serve`)."""
+    from cutover.sim.__main__ import main as simulator_main
 
-    if not db.exists():
-        fail(f"no simulator database at {db}; create one with: cutover sim seed --db {db}", EXIT_USAGE)
-    limits = Limits.scaled(window_scale) if window_scale != 1.0 else None
-    try:
-        serve_forever(db, port, limits, on_ready=lambda line: click.echo(line, nl=True) or sys.stdout.flush())
-    except OSError as exc:
-        fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}", EXIT_ENVIRONMENT)
-    except KeyboardInterrupt:
-        pass
+    args = ["serve", "--db", str(db), "--port", str(port)]
+    if window_scale != 1.0:
+        args += ["--window-scale", repr(window_scale)]
+    sys.exit(simulator_main(args))
 
 
 # --- demo -------------------------------------------------------------------------------------------
 
 
-@main.command()
-@click.option("--workspace", type=click.Path(file_okay=False, path_type=Path), envvar="CUTOVER_WORKSPACE", default=DEFAULT_WORKSPACE, show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True)
-def demo(workspace: Path, port: int) -> None:
-    """Seed a small rehearsal world (first time only) and serve it on loopback."""
-    from cutover.sim.server import serve_forever
-
-    db = workspace / DEMO_DB
-    if not db.exists():
-        click.echo(f"creating a small rehearsal world in {db} …")
-        seed_database(db, "small", 1, None, {}, force=False)
-
-    def ready(line: str) -> None:
-        url = line.split(" ", 2)[-1]
-        click.echo(line)
-        click.echo(
-            f"""
+def _demo_banner(url: str, extract: Path) -> str:
+    return f"""
 Rehearsal simulator of Dataverse + Finance and Operations + dual-write.
   Dataverse Web API : {url}/api/data/v9.2/
   F&O OData         : {url}/data/
-  Admin (no auth)   : {url}/_sim/          maps: {url}/_sim/maps
-  Legacy extract    : {default_extract_path(db)}
+  Admin             : {url}/_sim/          maps: {url}/_sim/maps
+  Legacy extract    : {extract}
 
 Get a token and ask who you are:
   TOKEN=$(curl -s -d grant_type=client_credentials -d client_id=cutover-rehearsal \\
@@ -163,47 +189,60 @@ Get a token and ask who you are:
   curl -s -H "Authorization: Bearer $TOKEN" {url}/api/data/v9.2/WhoAmI
 
 Press Ctrl+C to stop."""
-        )
-        sys.stdout.flush()
 
-    try:
-        serve_forever(db, port, on_ready=ready)
-    except OSError as exc:
-        fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}", EXIT_ENVIRONMENT)
-    except KeyboardInterrupt:
-        click.echo("stopped.")
 
+@main.command()
+@workspace_option
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True)
+def demo(workspace: Path | None, port: int) -> None:
+    """Seed a small rehearsal world (first time only) and serve it on loopback."""
+    from cutover.sim.worldfile import default_extract_path
+    from cutover.simprocess import SimulatorProcess
+
+    db = configuration.resolve_workspace(workspace) / DEMO_DB
+    if not db.exists():
+        click.echo(f"creating a small rehearsal world in {db} …")
+        _seed(db, scale="small", seed=1, extract=None, overrides={}, force=False)
+    simulator = SimulatorProcess(db, port=port)
+    with simulator as url:
+        click.echo(f"listening on {url}")
+        click.echo(_demo_banner(url, default_extract_path(db)))
+        try:
+            while simulator.running:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            click.echo("stopped.")
+            return
+    raise CutoverError("the simulator stopped unexpectedly")
 
 
 # --- environment profiles ---------------------------------------------------------------------
-
-workspace_option = click.option(
-    "--workspace", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="Workspace folder [default: $CUTOVER_WORKSPACE or ./cutover-workspace].",
-)
 
 # TOML key -> command-line option, so a validation message points at what the operator typed.
 OPTION_OF_KEY = {
     "kind": "--kind", "dataverse_url": "--dataverse-url", "fno_url": "--fno-url", "tenant": "--tenant",
     "client_id": "--client-id", "auth": "--auth", "secret_env": "--secret-env", "cert_path": "--cert",
     "sim_db": "--sim-db", "identities": "--identity", "keyring_service": "--keyring-service",
-    "keyring_username": "--keyring-username",
-}
+    "keyring_username": "--keyring-username", "invoice_create_action": "--invoice-create-action",
+    "invoice_confirm_action": "--invoice-confirm-action",
+}  # fmt: skip
 
 
-def _config_fail(exc) -> None:
-    hint = f" (option {OPTION_OF_KEY[exc.key]})" if getattr(exc, "key", None) in OPTION_OF_KEY and exc.line is None else ""
-    fail(f"{exc}{hint}", EXIT_USAGE)
+def _with_option_hint(exc: configuration.ConfigError) -> configuration.ConfigError:
+    """Name the command-line option when a profile value typed on the command line is wrong."""
+    if exc.key in OPTION_OF_KEY and exc.line is None:
+        exc.message = f"{exc.message} (option {OPTION_OF_KEY[exc.key]})"
+    return exc
 
 
-def _load(workspace: Path | None):
-    from cutover.config import ConfigError, load_config, resolve_workspace
+def _load(workspace: Path | None) -> tuple[Path, configuration.Config]:
+    ws = configuration.resolve_workspace(workspace)
+    return ws, configuration.load_config(ws)
 
-    ws = resolve_workspace(workspace)
-    try:
-        return ws, load_config(ws)
-    except ConfigError as exc:
-        _config_fail(exc)
+
+def _profile(workspace: Path | None, name: str):
+    ws, config = _load(workspace)
+    return ws, config.get(name)
 
 
 @main.group()
@@ -213,13 +252,13 @@ def env() -> None:
 
 @env.command("add")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(["rehearsal", "sandbox", "production"]), required=True)
+@click.option("--kind", type=click.Choice(configuration.KINDS), required=True)
 @click.option("--sim-db", type=click.Path(dir_okay=False), default=None, help="Rehearsal: a simulator database; commands start the simulator themselves.")
 @click.option("--dataverse-url", default=None)
 @click.option("--fno-url", default=None)
 @click.option("--tenant", default=None)
 @click.option("--client-id", default=None)
-@click.option("--auth", type=click.Choice(["device-code", "client-secret", "certificate", "simulator"]), default=None)
+@click.option("--auth", type=click.Choice(configuration.AUTH_METHODS), default=None)
 @click.option("--secret-env", default=None, help="Name of the environment variable that holds the client secret.")
 @click.option("--keyring-service", default=None, help="OS keyring service holding the secret (instead of --secret-env).")
 @click.option("--keyring-username", default=None)
@@ -231,8 +270,6 @@ def env() -> None:
 @workspace_option
 def env_add(name: str, workspace: Path | None, replace: bool, identities: tuple[str, ...], **fields) -> None:
     """Add an environment profile to the workspace's cutover.toml (no secrets are stored)."""
-    from cutover.config import ConfigError, Profile, save_config
-
     ws, config = _load(workspace)
     values = {k: v for k, v in fields.items() if v is not None}
     for key in ("sim_db", "cert_path"):  # typed relative to where the operator stands
@@ -241,11 +278,11 @@ def env_add(name: str, workspace: Path | None, replace: bool, identities: tuple[
     if identities:
         values["identities"] = tuple(identities)
     try:
-        profile = Profile(name=name, **values)
+        profile = configuration.Profile(name=name, **values)
         config.add(profile, replace=replace)
-        save_config(config)
-    except ConfigError as exc:
-        _config_fail(exc)
+        configuration.save_config(config)
+    except configuration.ConfigError as exc:
+        raise _with_option_hint(exc) from None
     click.echo(f"added profile '{name}' ({profile.kind}) to {config.path}")
     if profile.embedded_simulator:
         click.echo(f"  simulator database: {profile.sim_db_path(ws)} (started on demand)")
@@ -274,66 +311,20 @@ def env_list(workspace: Path | None) -> None:
 @workspace_option
 def env_show(name: str, workspace: Path | None) -> None:
     """Show one profile, and where its secret would come from (never the secret)."""
-    import os
-
-    from cutover.config import ConfigError
-
-    ws, config = _load(workspace)
-    try:
-        p = config.get(name)
-    except ConfigError as exc:
-        _config_fail(exc)
+    _ws, p = _profile(workspace, name)
     for key, value in p.to_table().items():
         if isinstance(value, dict):
             for k, v in value.items():
                 click.echo(f"{key}.{k} = {v}")
         else:
             click.echo(f"{key} = {value}")
-    if p.secret_env:
-        state = "set" if os.environ.get(p.secret_env) else "NOT set"
-        click.echo(f"secret: from environment variable {p.secret_env} ({state})")
-    elif p.keyring_service:
-        click.echo(f"secret: from the OS keyring, service {p.keyring_service}")
-    elif p.is_rehearsal:
-        click.echo("secret: the simulator's rehearsal identity")
-
-
-def _profile(workspace: Path | None, name: str):
-    from cutover.config import ConfigError
-
-    ws, config = _load(workspace)
-    try:
-        return ws, config.get(name)
-    except ConfigError as exc:
-        _config_fail(exc)
+    described = configuration.describe_secret_source(p, p.client_id or "", os.environ)
+    state = f" ({'set' if os.environ.get(p.secret_env) else 'NOT set'})" if p.secret_env else ""
+    click.echo(f"secret: from {described}{state}")
 
 
 def _show_code(message: str, user_code: str, verification_uri: str) -> None:
     click.echo(f"\n{message}\n(waiting for you to sign in; Ctrl+C cancels)\n", err=True)
-
-
-def run_environment_command(coro) -> object:
-    """Run an async command; map every expected failure to one clear line and an exit code."""
-    import asyncio
-
-    from cutover.auth import SignInError
-    from cutover.config import ConfigError, FingerprintMismatch
-    from cutover.embedded import EmbeddedSimulatorError
-    from cutover.transport import ServiceError
-
-    try:
-        return asyncio.run(coro)
-    except FingerprintMismatch as exc:
-        fail(str(exc), EXIT_ENVIRONMENT)
-    except ConfigError as exc:
-        _config_fail(exc)
-    except (SignInError, ServiceError, EmbeddedSimulatorError) as exc:
-        fail(str(exc), EXIT_ENVIRONMENT)
-    except KeyboardInterrupt:
-        fail("cancelled", EXIT_ENVIRONMENT)
-    except OSError as exc:  # the workspace itself: token cache folder, config file, permissions
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        fail(f"{exc.strerror or exc}{where}: check the workspace folder's ownership and permissions", EXIT_ENVIRONMENT)
 
 
 @env.command("test")
@@ -342,29 +333,18 @@ def run_environment_command(coro) -> object:
 @workspace_option
 def env_test(name: str, workspace: Path | None, repin: bool) -> None:
     """Sign in, call WhoAmI and one F&O read; pin the organization on first success."""
-    from cutover.config import pin_fingerprint
-    from cutover.session import open_session
+    from cutover.environment_check import check_environment
 
     ws, profile = _profile(workspace, name)
-
-    async def test() -> None:
-        started = time.perf_counter()
-        async with open_session(profile, ws, read_only=True, on_code=_show_code) as session:
-            if session.sim_url and profile.embedded_simulator:
-                click.echo(f"simulator: {session.sim_url} (database {profile.sim_db_path(ws)})")
-            who = await session.dataverse.whoami()
-            org = who["OrganizationId"].lower()
-            if not repin:
-                await session.check_fingerprint()
-            click.echo(f"Dataverse: {session.dataverse_root} — organization {org}, user {who['UserId']}")
-            rows = 0
-            async for page in session.fno.pages("DualWriteProjectConfigurations", cross_company=True):
-                rows += len(page)
-            click.echo(f"Finance and Operations: {session.fno_root} — {rows} dual-write project configuration(s) readable")
-        pinned = pin_fingerprint(ws, name, org, force=repin)
-        click.echo(f"ok in {time.perf_counter() - started:.1f} s; profile '{name}' is pinned to organization {pinned.pinned_org_id}")
-
-    run_environment_command(test())
+    result = run_async(check_environment(profile, ws, repin=repin, on_code=_show_code))
+    if result.simulator_url:
+        click.echo(f"simulator: {result.simulator_url} (database {result.simulator_db})")
+    click.echo(f"Dataverse: {result.dataverse_root} — organization {result.organization_id}, user {result.user_id}")
+    click.echo(
+        f"Finance and Operations: {result.fno_root} — {result.dual_write_configurations} dual-write project "
+        "configuration(s) readable"
+    )
+    click.echo(f"ok in {result.seconds:.1f} s; profile '{name}' is pinned to organization {result.pinned_org_id}")
 
 
 @main.command()
@@ -372,18 +352,11 @@ def env_test(name: str, workspace: Path | None, repin: bool) -> None:
 @workspace_option
 def login(name: str, workspace: Path | None) -> None:
     """Sign in to an environment (device code over SSH) and cache the tokens in the workspace."""
-    from cutover.session import open_session
+    from cutover.environment_check import sign_in
 
     ws, profile = _profile(workspace, name)
-
-    async def sign_in() -> None:
-        async with open_session(profile, ws, read_only=True, on_code=_show_code) as session:
-            for transport in session.transports:
-                await transport.tokens.token()
-            describe = getattr(session.transports[0].tokens, "describe", None)
-            click.echo(f"signed in to '{name}'" + (f": {describe()}" if describe else ""))
-
-    run_environment_command(sign_in())
+    described = run_async(sign_in(profile, ws, on_code=_show_code))
+    click.echo(f"signed in to '{name}': {described}")
 
 
 if __name__ == "__main__":

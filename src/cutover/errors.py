@@ -8,12 +8,15 @@ of where it happens to be caught.
     CutoverError                      2   the root; message, where (file, row, request, step), fix
     ├── UsageError                    2   the command line itself is wrong
     ├── InputError                    2   a file or value the user gave is wrong (path, extract, seed count)
-    ├── ConfigError  (config)         2   cutover.toml or a profile is wrong: file, line, key
+    │   └── MoneyError (money)        2   a value that is not an exact amount of money
+    ├── ConfigError  (profile)        2   cutover.toml or a profile is wrong: file, line, key
     ├── EnvironmentProblem            3   the environment could not be used as asked
-    │   ├── SignInError  (auth)       3   the identity platform said no, or could not be reached
+    │   ├── SignInError  (signin)     3   the identity platform said no, or could not be reached
     │   ├── ServiceError (transport)  3   Dataverse or F&O answered with an error, or not at all
     │   │   └── …                         (read-only violation, 401, 403, 404, 400, 5xx, connection, outcome unknown)
-    │   ├── WrongEnvironment          3   the organization is not the one the profile was pinned to
+    │   ├── WrongEnvironment          3   not the environment the profile means
+    │   │   ├── FingerprintMismatch (config)      the organization is not the pinned one
+    │   │   └── IdentityRoutingError (msal_http)  sign-in was sent to a host other than the identity platform
     │   ├── SimulatorStartError       3   the rehearsal simulator could not be started or reached
     │   └── WorkspaceProblem          3   the workspace cannot be read or written (permissions, full disk, busy)
     └── ChecksFailed                  1   the tool ran and found that something is not right

@@ -2,7 +2,8 @@
 
 Every command that talks to Dataverse or F&O goes through `open_session`, so the wrong-
 environment guard, the embedded simulator, sign-in and read-only mode work the same way
-everywhere.
+everywhere. Opening never blocks the event loop: the embedded simulator starts in a worker
+thread (:mod:`cutover.simprocess`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .auth import OnCode, pool_sources_for, token_sources_for
-from .config import FingerprintMismatch, Profile
+from .config import Profile, check_fingerprint
 from .dataverse import DataverseClient
-from .embedded import embedded_simulator
 from .fno import FnoClient
+from .simprocess import SimulatorProcess
 from .transport import Transport
 
 
@@ -33,24 +34,17 @@ class Session:
     fno_root: str
     transports: list[Transport] = field(default_factory=list)
 
-    async def organization_id(self) -> str:
-        return (await self.dataverse.whoami())["OrganizationId"].lower()
+    async def whoami(self) -> dict[str, Any]:
+        """Dataverse's WhoAmI answer (OrganizationId, UserId, BusinessUnitId)."""
+        return await self.dataverse.whoami()
 
-    async def check_fingerprint(self) -> str:
-        """The org id, after refusing to go on if it is not the profile's pinned one."""
-        org = await self.organization_id()
-        pinned = self.profile.pinned_org_id
-        if pinned and pinned.lower() != org:
-            raise FingerprintMismatch(
-                (
-                    f"this is not the environment profile '{self.profile.name}' was pinned to: WhoAmI answered organization "
-                    f"{org}, the profile expects {pinned}. Check the URLs; if the environment was really replaced, "
-                    f"re-pin it with `cutover env test {self.profile.name} --repin`"
-                ),
-                profile=self.profile.name,
-                key="pinned_org_id",
-            )
-        return org
+    async def organization_id(self) -> str:
+        return str((await self.whoami())["OrganizationId"]).lower()
+
+    async def check_fingerprint(self, organization_id: str | None = None) -> str:
+        """The org id (asked with WhoAmI unless given), after refusing to go on if it is not the
+        profile's pinned one (:func:`cutover.config.check_fingerprint`)."""
+        return check_fingerprint(self.profile, organization_id or await self.organization_id())
 
 
 def _roots(profile: Profile, sim_url: str | None) -> tuple[str, str]:
@@ -72,10 +66,10 @@ async def open_session(
 ) -> AsyncIterator[Session]:
     """Sign in to the profile's environment and yield its clients; everything is closed after."""
     environ = os.environ if environ is None else environ
-    with contextlib.ExitStack() as stack:
+    async with contextlib.AsyncExitStack() as stack:
         sim_url = None
         if profile.embedded_simulator:
-            sim_url = stack.enter_context(embedded_simulator(profile.sim_db_path(workspace)))
+            sim_url = await stack.enter_async_context(SimulatorProcess(profile.sim_db_path(workspace)))
         elif profile.is_rehearsal:
             sim_url = profile.dataverse_url
         dv_root, fno_root = _roots(profile, sim_url if profile.embedded_simulator else None)
