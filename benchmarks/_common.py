@@ -21,7 +21,9 @@ BENCH_DIR = Path(os.environ.get("CUTOVER_BENCH_DIR", Path(__file__).resolve().pa
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+    )
 
 
 def world(name: str, **overrides: int) -> Path:
@@ -46,7 +48,8 @@ def served(db: Path) -> Iterator[str]:
     """`cutover sim serve` in its own process (as on the night: server and client apart)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "cutover.cli", "sim", "serve", "--db", str(db), "--port", "0"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         line = proc.stdout.readline().strip()
@@ -58,8 +61,18 @@ def served(db: Path) -> Iterator[str]:
         proc.wait(10)
 
 
-def token(client: httpx.Client, base: str, client_id: str = "cutover-rehearsal", secret: str = "rehearsal-secret") -> str:
-    r = client.post(f"{base}/_sim/token", data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret, "scope": f"{base}/.default"})
+def token(
+    client: httpx.Client, base: str, client_id: str = "cutover-rehearsal", secret: str = "rehearsal-secret"
+) -> str:
+    r = client.post(
+        f"{base}/_sim/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret,
+            "scope": f"{base}/.default",
+        },
+    )
     r.raise_for_status()
     return r.json()["access_token"]
 

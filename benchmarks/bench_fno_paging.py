@@ -15,7 +15,6 @@ import time
 from decimal import Decimal
 
 import httpx
-
 from _common import machine, median, served, token, world
 
 
@@ -45,7 +44,10 @@ def main() -> None:
             t0 = time.perf_counter()
             rows, pages = walk(client, base, headers)
             times.append(time.perf_counter() - t0)
-            print(f"run {i + 1}: {rows:,} rows in {pages} pages, {times[-1]:.2f} s, {rows / times[-1]:,.0f} rows/s", flush=True)
+            print(
+                f"run {i + 1}: {rows:,} rows in {pages} pages, {times[-1]:.2f} s, {rows / times[-1]:,.0f} rows/s",
+                flush=True,
+            )
         if rows != args.lines:
             raise SystemExit(f"walk returned {rows:,} rows, expected {args.lines:,}")
         m = median(times)

@@ -59,8 +59,17 @@ async def partitioned(fno: FnoClient, parts: int) -> tuple[int, int, int]:
 
 
 async def timed(base: str, bearer: str, parallel: int, parts: int | None) -> tuple[float, tuple[int, int, int], int]:
-    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)) as client:
-        transport = Transport(f"{base}/data/", StaticToken(bearer), environment="bench", read_only=True, client=client, limit=AdaptiveLimit(start=parallel))
+    async with httpx.AsyncClient(
+        timeout=300, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    ) as client:
+        transport = Transport(
+            f"{base}/data/",
+            StaticToken(bearer),
+            environment="bench",
+            read_only=True,
+            client=client,
+            limit=AdaptiveLimit(start=parallel),
+        )
         fno = FnoClient(transport)
         t0 = time.perf_counter()
         result = await (one_stream(fno) if parts is None else partitioned(fno, parts))
@@ -68,7 +77,19 @@ async def timed(base: str, bearer: str, parallel: int, parts: int | None) -> tup
 
 
 def reset_budget(client: httpx.Client, base: str, cost: dict) -> dict:
-    r = client.put(f"{base}/_sim/protection", json={"limits": {"window_seconds": 300.0, "max_requests": 6000, "max_execution_seconds": 1200.0, "max_concurrent": 52, "enabled": True}, "cost": cost})
+    r = client.put(
+        f"{base}/_sim/protection",
+        json={
+            "limits": {
+                "window_seconds": 300.0,
+                "max_requests": 6000,
+                "max_execution_seconds": 1200.0,
+                "max_concurrent": 52,
+                "enabled": True,
+            },
+            "cost": cost,
+        },
+    )
     r.raise_for_status()
     return r.json()
 
@@ -103,24 +124,35 @@ def main() -> None:
                 reset_budget(admin, base, cost)
                 seconds, (rows, pages, keysum), throttled = asyncio.run(timed(base, bearer, parallel, parts))
                 if rows != args.lines or keysum != expected_keysum:
-                    raise SystemExit(f"{label}: {rows:,} rows (key sum {keysum}), expected {args.lines:,} (key sum {expected_keysum}) — rows lost or repeated")
+                    raise SystemExit(
+                        f"{label}: {rows:,} rows (key sum {keysum}), expected {args.lines:,} (key sum {expected_keysum}) — rows lost or repeated"
+                    )
                 times.append(seconds)
             m = median(times)
-            print(f"  {label:<34} {m:7.2f} s  {rows / m:>10,.0f} rows/s  ({pages} pages, {throttled} throttled)", flush=True)
+            print(
+                f"  {label:<34} {m:7.2f} s  {rows / m:>10,.0f} rows/s  ({pages} pages, {throttled} throttled)",
+                flush=True,
+            )
             return rows / m
 
         # lo / hi of SourceKey, to check that each run returned every row exactly once (keys are consecutive)
         async def bounds() -> tuple[int, int]:
             async with httpx.AsyncClient(timeout=60) as c:
-                fno = FnoClient(Transport(f"{base}/data/", StaticToken(bearer), environment="bench", read_only=True, client=c))
+                fno = FnoClient(
+                    Transport(f"{base}/data/", StaticToken(bearer), environment="bench", read_only=True, client=c)
+                )
                 return await fno.first(GL, "SourceKey"), await fno.first(GL, "SourceKey", descending=True)
 
         lo, hi = asyncio.run(bounds())
         if hi - lo + 1 != args.lines:
-            raise SystemExit(f"SourceKeys are not consecutive ({lo}..{hi}); this benchmark's exactly-once check assumes they are")
+            raise SystemExit(
+                f"SourceKeys are not consecutive ({lo}..{hi}); this benchmark's exactly-once check assumes they are"
+            )
         expected_keysum = (lo + hi) * args.lines // 2
 
-        print(f"latency_factor {args.latency_factor:g} (server execution time overlaps across parallel requests, as on a server farm):")
+        print(
+            f"latency_factor {args.latency_factor:g} (server execution time overlaps across parallel requests, as on a server farm):"
+        )
         single = run("one nextLink stream", 1, None)
         best = 0.0
         for n in parts_list:
@@ -136,7 +168,9 @@ def main() -> None:
             print("latency_factor 0 (CPU only: one single-threaded server + one client process on this machine):")
             s0 = run("one nextLink stream", 1, None)
             p0 = run(f"partitioned, {n} key ranges", n, n)
-            print(f"  {'':<34} ratio {p0 / s0:.2f}x — nothing simulated to overlap: the gain is only client parsing running beside server work on the cores")
+            print(
+                f"  {'':<34} ratio {p0 / s0:.2f}x — nothing simulated to overlap: the gain is only client parsing running beside server work on the cores"
+            )
         print()
         print("Parallelism wins by overlapping the simulated server execution time (latency_factor), as a real")
         print("F&O server farm runs requests side by side; the simulator's own CPU work is the same either way.")

@@ -12,15 +12,23 @@ import asyncio
 import time
 
 import httpx
-
 from _common import machine, median, served, token, world
+
 from cutover.sim.app import create_app
 
 
 async def in_process(db, n: int) -> list[float]:
     app = create_app(db)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as c:
-        r = await c.post("/_sim/token", data={"grant_type": "client_credentials", "client_id": "cutover-rehearsal", "client_secret": "rehearsal-secret", "scope": "http://sim/.default"})
+        r = await c.post(
+            "/_sim/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "cutover-rehearsal",
+                "client_secret": "rehearsal-secret",
+                "scope": "http://sim/.default",
+            },
+        )
         h = {"Authorization": f"Bearer {r.json()['access_token']}"}
         for _ in range(50):
             await c.get("/api/data/v9.2/WhoAmI", headers=h)
@@ -52,7 +60,9 @@ def main() -> None:
     args = ap.parse_args()
     db = world("small")
     a = asyncio.run(in_process(db, args.requests))
-    print(f"in-process: median {median(a) * 1000:.3f} ms, p95 {sorted(a)[int(len(a) * 0.95)] * 1000:.3f} ms over {len(a)} requests (target ≤ 2 ms)")
+    print(
+        f"in-process: median {median(a) * 1000:.3f} ms, p95 {sorted(a)[int(len(a) * 0.95)] * 1000:.3f} ms over {len(a)} requests (target ≤ 2 ms)"
+    )
     b = over_socket(db, args.requests)
     print(f"loopback socket: median {median(b) * 1000:.3f} ms, p95 {sorted(b)[int(len(b) * 0.95)] * 1000:.3f} ms")
     print(machine())

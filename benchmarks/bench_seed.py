@@ -59,15 +59,21 @@ def main(argv: list[str] | None = None) -> int:
     median = statistics.median(times)
     rows = summary.rows_written
     print(f"scale           {args.scale}  ({scale})")
-    print(f"machine         {platform.python_implementation()} {platform.python_version()}, "
-          f"{os.cpu_count()} cores, SQLite {sqlite3.sqlite_version}")
+    print(
+        f"machine         {platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} cores, SQLite {sqlite3.sqlite_version}"
+    )
     print(f"repeats         {args.repeat}")
     print(f"wall (median)   {median:.2f} s   (min {min(times):.2f} s, max {max(times):.2f} s)")
-    print(f"rows written    {rows:,}  ({summary.gl_lines:,} GL lines, {summary.gl_entries:,} GL entries, "
-          f"{summary.ar_transactions:,} AR, {summary.contract_lines:,} contract lines)")
+    print(
+        f"rows written    {rows:,}  ({summary.gl_lines:,} GL lines, {summary.gl_entries:,} GL entries, "
+        f"{summary.ar_transactions:,} AR, {summary.contract_lines:,} contract lines)"
+    )
     print(f"rows/s          {rows / median:,.0f}")
-    print(f"extract rows    {summary.invoiced_milestones:,} invoiced + {summary.uninvoiced_milestones:,} not invoiced"
-          f"  ({_mb(extract_size)})")
+    print(
+        f"extract rows    {summary.invoiced_milestones:,} invoiced + {summary.uninvoiced_milestones:,} not invoiced"
+        f"  ({_mb(extract_size)})"
+    )
     print(f"database size   {_mb(db_size)}")
     return 0
 

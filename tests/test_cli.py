@@ -14,7 +14,7 @@ from cutover.cli import main
 from cutover.sim.seed import organization_id
 
 
-def run(*args: str) -> "CliRunner.invoke":
+def run(*args: str) -> CliRunner.invoke:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
@@ -35,7 +35,20 @@ def test_sim_seed_count_overrides_and_explicit_extract(tmp_path: Path):
     """Counts can be chosen directly; --extract says where the CSV goes."""
     db, extract = tmp_path / "w.sqlite", tmp_path / "out" / "legacy.csv"
     extract.parent.mkdir()
-    result = run("sim", "seed", "--db", str(db), "--invoiced", "12", "--uninvoiced", "3", "--gl-lines", "1000", "--extract", str(extract))
+    result = run(
+        "sim",
+        "seed",
+        "--db",
+        str(db),
+        "--invoiced",
+        "12",
+        "--uninvoiced",
+        "3",
+        "--gl-lines",
+        "1000",
+        "--extract",
+        str(extract),
+    )
     assert result.exit_code == 0, result.output
     assert "12 invoiced + 3 un-invoiced" in result.output and "1,000 GL lines" in result.output
     assert len(list(csv.DictReader(extract.open(encoding="utf-8")))) == 15
@@ -70,12 +83,24 @@ def test_sim_serve_first_line_is_the_url_and_it_answers(tmp_path: Path):
     """`sim serve --port 0` prints `listening on http://127.0.0.1:PORT` first, then serves there."""
     db = tmp_path / "w.sqlite"
     assert run("sim", "seed", "--db", str(db), "--seed", "3").exit_code == 0
-    proc = subprocess.Popen([sys.executable, "-m", "cutover.cli", "sim", "serve", "--db", str(db), "--port", "0"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cutover.cli", "sim", "serve", "--db", str(db), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = proc.stdout.readline().strip()
         assert first.startswith("listening on http://127.0.0.1:")
         url = first.split()[-1]
-        token = httpx.post(f"{url}/_sim/token", data={"grant_type": "client_credentials", "client_id": "cutover-rehearsal", "client_secret": "rehearsal-secret", "scope": f"{url}/.default"}).json()["access_token"]
+        token = httpx.post(
+            f"{url}/_sim/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "cutover-rehearsal",
+                "client_secret": "rehearsal-secret",
+                "scope": f"{url}/.default",
+            },
+        ).json()["access_token"]
         who = httpx.get(f"{url}/api/data/v9.2/WhoAmI", headers={"Authorization": f"Bearer {token}"})
         assert who.json()["OrganizationId"] == organization_id(3)
     finally:
@@ -86,7 +111,9 @@ def test_sim_serve_first_line_is_the_url_and_it_answers(tmp_path: Path):
 def test_demo_seeds_once_and_serves(tmp_path: Path):
     """`cutover demo` seeds a small world into the workspace, then serves it and prints how to reach it."""
     ws = tmp_path / "ws"
-    proc = subprocess.Popen([sys.executable, "-m", "cutover.cli", "demo", "--workspace", str(ws)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cutover.cli", "demo", "--workspace", str(ws)], stdout=subprocess.PIPE, text=True
+    )
     try:
         lines = []
         while not any(line.startswith("listening on") for line in lines):

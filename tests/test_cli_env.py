@@ -21,7 +21,23 @@ def workspace(tmp_path: Path) -> Path:
 
 
 def seed(db: Path, n: int) -> None:
-    result = cli("sim", "seed", "--db", str(db), "--seed", str(n), "--force", "--invoiced", "5", "--uninvoiced", "1", "--gl-lines", "200", "--ar-transactions", "20")
+    result = cli(
+        "sim",
+        "seed",
+        "--db",
+        str(db),
+        "--seed",
+        str(n),
+        "--force",
+        "--invoiced",
+        "5",
+        "--uninvoiced",
+        "1",
+        "--gl-lines",
+        "200",
+        "--ar-transactions",
+        "20",
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -30,7 +46,10 @@ def test_env_test_pins_the_organization_then_refuses_a_different_environment(tmp
     replaced by a differently seeded world, it refuses with exit 3 — the wrong-environment guard."""
     db = tmp_path / "night.sqlite"
     seed(db, 1)
-    assert cli("env", "add", "night", "--kind", "rehearsal", "--sim-db", str(db), "--workspace", str(workspace)).exit_code == 0
+    assert (
+        cli("env", "add", "night", "--kind", "rehearsal", "--sim-db", str(db), "--workspace", str(workspace)).exit_code
+        == 0
+    )
     first = cli("env", "test", "night", "--workspace", str(workspace))
     assert first.exit_code == 0, first.output
     assert f"pinned to organization {organization_id(1)}" in first.output
@@ -61,7 +80,19 @@ def test_login_caches_tokens_with_owner_only_permissions(tmp_path: Path, workspa
 def test_unreachable_environment_is_exit_3_with_the_url(workspace: Path, unused_tcp_port: int):
     """Nothing answering at the profile's URL: one line naming it, exit code 3, no traceback."""
     url = f"http://127.0.0.1:{unused_tcp_port}"
-    cli("env", "add", "gone", "--kind", "rehearsal", "--dataverse-url", url, "--fno-url", url, "--workspace", str(workspace))
+    cli(
+        "env",
+        "add",
+        "gone",
+        "--kind",
+        "rehearsal",
+        "--dataverse-url",
+        url,
+        "--fno-url",
+        url,
+        "--workspace",
+        str(workspace),
+    )
     result = cli("env", "test", "gone", "--workspace", str(workspace))
     assert result.exit_code == 3
     assert "Traceback" not in result.output and f"127.0.0.1:{unused_tcp_port}" in result.output
@@ -69,7 +100,17 @@ def test_unreachable_environment_is_exit_3_with_the_url(workspace: Path, unused_
 
 def test_missing_simulator_database_is_reported(tmp_path: Path, workspace: Path):
     """A rehearsal profile whose database is gone says how to create it (exit 3)."""
-    cli("env", "add", "night", "--kind", "rehearsal", "--sim-db", str(tmp_path / "gone.sqlite"), "--workspace", str(workspace))
+    cli(
+        "env",
+        "add",
+        "night",
+        "--kind",
+        "rehearsal",
+        "--sim-db",
+        str(tmp_path / "gone.sqlite"),
+        "--workspace",
+        str(workspace),
+    )
     result = cli("env", "test", "night", "--workspace", str(workspace))
     assert result.exit_code == 3 and "cutover sim seed --db" in result.output
 
@@ -77,10 +118,25 @@ def test_missing_simulator_database_is_reported(tmp_path: Path, workspace: Path)
 def test_missing_secret_variable_is_a_usage_error_naming_it(workspace: Path):
     """A client-secret profile whose variable is not set: exit 2, names the variable and the fix."""
     cli(
-        "env", "add", "sbx", "--kind", "sandbox", "--dataverse-url", "https://contoso-sbx.crm.dynamics.com",
-        "--fno-url", "https://contoso-sbx.sandbox.operations.dynamics.com", "--tenant", "contoso.onmicrosoft.com",
-        "--client-id", "11111111-2222-3333-4444-555555555555", "--auth", "client-secret", "--secret-env", "CUTOVER_SBX_SECRET",
-        "--workspace", str(workspace),
+        "env",
+        "add",
+        "sbx",
+        "--kind",
+        "sandbox",
+        "--dataverse-url",
+        "https://contoso-sbx.crm.dynamics.com",
+        "--fno-url",
+        "https://contoso-sbx.sandbox.operations.dynamics.com",
+        "--tenant",
+        "contoso.onmicrosoft.com",
+        "--client-id",
+        "11111111-2222-3333-4444-555555555555",
+        "--auth",
+        "client-secret",
+        "--secret-env",
+        "CUTOVER_SBX_SECRET",
+        "--workspace",
+        str(workspace),
     )
     result = cli("env", "test", "sbx", "--workspace", str(workspace), env={"CUTOVER_SBX_SECRET": ""})
     assert result.exit_code == 2
@@ -99,9 +155,25 @@ def test_bad_profile_toml_names_line_and_key(workspace: Path):
 def test_production_profile_refuses_plain_http(workspace: Path):
     """Production tokens never travel over http: the option is named in the refusal (exit 2)."""
     result = cli(
-        "env", "add", "prod", "--kind", "production", "--dataverse-url", "http://contoso.crm.dynamics.com",
-        "--fno-url", "https://contoso.operations.dynamics.com", "--tenant", "t", "--client-id", "c",
-        "--auth", "client-secret", "--secret-env", "S", "--workspace", str(workspace),
+        "env",
+        "add",
+        "prod",
+        "--kind",
+        "production",
+        "--dataverse-url",
+        "http://contoso.crm.dynamics.com",
+        "--fno-url",
+        "https://contoso.operations.dynamics.com",
+        "--tenant",
+        "t",
+        "--client-id",
+        "c",
+        "--auth",
+        "client-secret",
+        "--secret-env",
+        "S",
+        "--workspace",
+        str(workspace),
     )
     assert result.exit_code == 2 and "--dataverse-url" in result.output and "https" in result.output
 
@@ -109,9 +181,25 @@ def test_production_profile_refuses_plain_http(workspace: Path):
 def test_env_list_and_show_never_print_a_secret(workspace: Path):
     """`env show` says where the secret comes from and whether it is set, never its value."""
     cli(
-        "env", "add", "sbx", "--kind", "sandbox", "--dataverse-url", "https://a.crm.dynamics.com",
-        "--fno-url", "https://a.sandbox.operations.dynamics.com", "--tenant", "contoso.onmicrosoft.com",
-        "--client-id", "c1", "--auth", "client-secret", "--secret-env", "SBX_SECRET", "--workspace", str(workspace),
+        "env",
+        "add",
+        "sbx",
+        "--kind",
+        "sandbox",
+        "--dataverse-url",
+        "https://a.crm.dynamics.com",
+        "--fno-url",
+        "https://a.sandbox.operations.dynamics.com",
+        "--tenant",
+        "contoso.onmicrosoft.com",
+        "--client-id",
+        "c1",
+        "--auth",
+        "client-secret",
+        "--secret-env",
+        "SBX_SECRET",
+        "--workspace",
+        str(workspace),
     )
     shown = cli("env", "show", "sbx", "--workspace", str(workspace), env={"SBX_SECRET": "s3cr3t-value"})
     assert shown.exit_code == 0
@@ -126,7 +214,22 @@ def test_rehearsal_profile_can_point_at_a_running_simulator(world_db: Path, work
     from cutover.sim.server import running
 
     with running(world_db) as url:
-        assert cli("env", "add", "live", "--kind", "rehearsal", "--dataverse-url", url, "--fno-url", url, "--workspace", str(workspace)).exit_code == 0
+        assert (
+            cli(
+                "env",
+                "add",
+                "live",
+                "--kind",
+                "rehearsal",
+                "--dataverse-url",
+                url,
+                "--fno-url",
+                url,
+                "--workspace",
+                str(workspace),
+            ).exit_code
+            == 0
+        )
         result = cli("env", "test", "live", "--workspace", str(workspace))
     assert result.exit_code == 0, result.output
     assert f"organization {organization_id(1)}" in result.output
@@ -149,5 +252,9 @@ def test_the_module_entry_point_knows_every_command(workspace: Path):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "cutover.cli", "env", "list", "--workspace", str(workspace)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "cutover.cli", "env", "list", "--workspace", str(workspace)],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0 and "no profiles" in out.stdout

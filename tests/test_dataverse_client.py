@@ -261,7 +261,9 @@ async def test_invoice_actions_after_migrating_milestones(sim):
     contract = lines[0]["contract_id"]
     assert all(line["contract_id"] == contract for line in lines)
     records = [
-        milestone(line, f"INV-{i}-{n}", amount=Decimal("1000.10") * (n + 1)) for i, line in enumerate(lines) for n in range(2)
+        milestone(line, f"INV-{i}-{n}", amount=Decimal("1000.10") * (n + 1))
+        for i, line in enumerate(lines)
+        for n in range(2)
     ]
     assert (await dv.bulk_upsert(MILESTONES, MILESTONE, records)).ok
     invoice = await dv.action("salesorders", contract, "msdyn_NewInvoiceContract")

@@ -46,12 +46,20 @@ def test_every_service_and_sign_in_error_derives_from_the_root():
     from cutover.money import MoneyError
     from cutover.transport import OutcomeUnknown, ReadOnlyViolation, ServiceError
 
-    for cls, code in ((ServiceError, 3), (ReadOnlyViolation, 3), (OutcomeUnknown, 3), (SignInError, 3), (MoneyError, 2)):
+    for cls, code in (
+        (ServiceError, 3),
+        (ReadOnlyViolation, 3),
+        (OutcomeUnknown, 3),
+        (SignInError, 3),
+        (MoneyError, 2),
+    ):
         assert issubclass(cls, errors.CutoverError) and cls.exit_code == code, cls
 
 
 def test_a_message_names_where_and_the_fix():
-    err = errors.InputError("amount has three decimals", where="extract.csv row 7, column amount", fix="round it in the legacy system")
+    err = errors.InputError(
+        "amount has three decimals", where="extract.csv row 7, column amount", fix="round it in the legacy system"
+    )
     assert str(err) == "extract.csv row 7, column amount: amount has three decimals. Fix: round it in the legacy system"
 
 

@@ -78,6 +78,8 @@ def test_the_clients_import_no_simulator_code():
 def test_the_checker_sees_a_planted_violation(tmp_path):
     """The reader above resolves relative imports; a planted `from ..sim import x` is seen."""
     planted = tmp_path / "probe.py"
-    planted.write_text("from .sim import seed\nfrom ..cutover.transport import Transport\nimport click\n", encoding="utf-8")
+    planted.write_text(
+        "from .sim import seed\nfrom ..cutover.transport import Transport\nimport click\n", encoding="utf-8"
+    )
     names = _imports(planted, package="cutover")
     assert "cutover.sim.seed" in names and "click" in names

@@ -81,16 +81,22 @@ def test_the_installed_wheel_runs_and_finds_its_features(wheel, tmp_path):
         "print(cutover.__file__)\n"
         "print(importlib.util.find_spec('tui'), importlib.util.find_spec('checks'))\n"
     )
-    out = subprocess.run([str(python), "-c", probe], cwd=outside, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(python), "-c", probe], cwd=outside, env=env, capture_output=True, text=True, check=True
+    ).stdout
     features_line, package_line, top_level_line = out.splitlines()
     assert str(env_dir) in package_line, "the wheel's copy is imported, not the checkout"
     assert features_line.endswith("True") and str(env_dir) in features_line
     assert top_level_line == "None None", "no top-level tui or checks package is importable"
-    help_text = subprocess.run([str(env_dir / "bin" / "cutover"), "--help"], cwd=outside, env=env, capture_output=True, text=True, check=True).stdout
+    help_text = subprocess.run(
+        [str(env_dir / "bin" / "cutover"), "--help"], cwd=outside, env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert "Usage: cutover" in help_text
 
 
 def test_a_checkout_reaches_tui_checks_and_features_without_reinstalling():
     probe = "import cutover.tui, cutover.checks, cutover.features; print(cutover.tui.__file__); print(cutover.features.__file__)"
-    out = subprocess.run([sys.executable, "-c", probe], cwd="/", capture_output=True, text=True, check=True).stdout.splitlines()
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd="/", capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert out == [str(ROOT / "tui" / "__init__.py"), str(ROOT / "features" / "__init__.py")]

@@ -35,5 +35,5 @@ def _checkout_root() -> Path | None:
 _root = _checkout_root()
 if _root is not None:
     # Append, never prepend: everything under src/cutover wins over a same-named folder at the root.
-    __path__.append(str(_root))  # noqa: F821 - __path__ is defined for packages
+    __path__.append(str(_root))
 del _root

@@ -33,7 +33,7 @@ def _crash_log(ctx: click.Context, exc: BaseException) -> Path | None:
     """Write the traceback of an unexpected exception; the workspace's logs/ if it exists, else temp."""
     workspace = ctx.meta.get(_WORKSPACE_KEY) or configuration.resolve_workspace(None)
     folder = Path(workspace) / "logs" if Path(workspace).is_dir() else Path(tempfile.gettempdir())
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"cutover-crash-{stamp}-{os.getpid()}.log"
@@ -145,10 +145,23 @@ def _scale_names() -> list[str]:
 
 
 @sim.command("seed")
-@click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Simulator database file to create.")
+@click.option(
+    "--db",
+    "db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Simulator database file to create.",
+)
 @click.option("--scale", "scale_name", type=click.Choice(_scale_names()), default="small", show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same world (and same organization id).")
-@click.option("--extract", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Where to write the legacy extract CSV [default: next to the database].")
+@click.option(
+    "--seed", type=int, default=1, show_default=True, help="Same seed, same world (and same organization id)."
+)
+@click.option(
+    "--extract",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the legacy extract CSV [default: next to the database].",
+)
 @click.option("--force", is_flag=True, help="Replace an existing simulator database.")
 @_scale_options
 def sim_seed(db: Path, scale_name: str, seed: int, extract: Path | None, force: bool, **overrides) -> None:
@@ -158,9 +171,17 @@ def sim_seed(db: Path, scale_name: str, seed: int, extract: Path | None, force: 
 
 
 @sim.command("serve", context_settings={"ignore_unknown_options": True})
-@click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Seeded simulator database.")
+@click.option(
+    "--db", "db", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Seeded simulator database."
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port.")
-@click.option("--window-scale", type=click.FloatRange(min=0.0001, max=1.0), default=1.0, show_default=True, help="Shrink the 300 s service-protection window (rates stay as documented).")
+@click.option(
+    "--window-scale",
+    type=click.FloatRange(min=0.0001, max=1.0),
+    default=1.0,
+    show_default=True,
+    help="Shrink the 300 s service-protection window (rates stay as documented).",
+)
 def sim_serve(db: Path, port: int, window_scale: float) -> None:
     """Serve the simulator on 127.0.0.1 until interrupted (same as `python -m cutover.sim serve`)."""
     from cutover.sim.__main__ import main as simulator_main
@@ -253,17 +274,32 @@ def env() -> None:
 @env.command("add")
 @click.argument("name")
 @click.option("--kind", type=click.Choice(configuration.KINDS), required=True)
-@click.option("--sim-db", type=click.Path(dir_okay=False), default=None, help="Rehearsal: a simulator database; commands start the simulator themselves.")
+@click.option(
+    "--sim-db",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Rehearsal: a simulator database; commands start the simulator themselves.",
+)
 @click.option("--dataverse-url", default=None)
 @click.option("--fno-url", default=None)
 @click.option("--tenant", default=None)
 @click.option("--client-id", default=None)
 @click.option("--auth", type=click.Choice(configuration.AUTH_METHODS), default=None)
 @click.option("--secret-env", default=None, help="Name of the environment variable that holds the client secret.")
-@click.option("--keyring-service", default=None, help="OS keyring service holding the secret (instead of --secret-env).")
+@click.option(
+    "--keyring-service", default=None, help="OS keyring service holding the secret (instead of --secret-env)."
+)
 @click.option("--keyring-username", default=None)
-@click.option("--cert", "cert_path", type=click.Path(dir_okay=False), default=None, help="Certificate (PEM with private key) for --auth certificate.")
-@click.option("--identity", "identities", multiple=True, help="Extra application user (client id) for the write pool; repeatable.")
+@click.option(
+    "--cert",
+    "cert_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Certificate (PEM with private key) for --auth certificate.",
+)
+@click.option(
+    "--identity", "identities", multiple=True, help="Extra application user (client id) for the write pool; repeatable."
+)
 @click.option("--invoice-create-action", default=None)
 @click.option("--invoice-confirm-action", default=None)
 @click.option("--replace", is_flag=True, help="Replace an existing profile of the same name.")
@@ -329,7 +365,9 @@ def _show_code(message: str, user_code: str, verification_uri: str) -> None:
 
 @env.command("test")
 @click.argument("name")
-@click.option("--repin", is_flag=True, help="Accept a different organization id and pin it (the environment was really replaced).")
+@click.option(
+    "--repin", is_flag=True, help="Accept a different organization id and pin it (the environment was really replaced)."
+)
 @workspace_option
 def env_test(name: str, workspace: Path | None, repin: bool) -> None:
     """Sign in, call WhoAmI and one F&O read; pin the organization on first success."""

@@ -103,7 +103,9 @@ def quantize(value: Decimal, currency: str | None = None, *, scale: int | None =
     places = scale if scale is not None else (currency_scale(currency) if currency else DEFAULT_SCALE)
     exponent = Decimal(1).scaleb(-places)
     try:
-        exact = value.quantize(exponent, context=decimal.Context(prec=MONEY_PRECISION, traps=[decimal.Inexact, decimal.InvalidOperation]))
+        exact = value.quantize(
+            exponent, context=decimal.Context(prec=MONEY_PRECISION, traps=[decimal.Inexact, decimal.InvalidOperation])
+        )
     except (decimal.Inexact, decimal.InvalidOperation):
         what = f"{currency} amounts" if currency and scale is None else "this column"
         raise MoneyError(f"{value} has more decimals than {what} allow ({places})") from None
@@ -115,7 +117,12 @@ def polars_dtype(scale: int = DEFAULT_SCALE) -> pl.Decimal:
     return pl.Decimal(MONEY_PRECISION, scale)
 
 
-def polars_schema(columns: Mapping[str, pl.DataType] | Iterable[tuple[str, pl.DataType]], money: Iterable[str], *, scale: int = DEFAULT_SCALE) -> pl.Schema:
+def polars_schema(
+    columns: Mapping[str, pl.DataType] | Iterable[tuple[str, pl.DataType]],
+    money: Iterable[str],
+    *,
+    scale: int = DEFAULT_SCALE,
+) -> pl.Schema:
     """A schema in which every column named in ``money`` is Decimal, whatever else says."""
     items = dict(columns.items() if isinstance(columns, Mapping) else columns)
     for name in money:
@@ -132,4 +139,6 @@ def frame(rows: Iterable[Mapping[str, object]], schema: Mapping[str, pl.DataType
             value = row.get(name)
             if isinstance(value, float) and isinstance(dtype, pl.Decimal):
                 raise MoneyError(f"row {index}, column {name}: {value!r} is a binary float; money is Decimal")
-    return pl.DataFrame(rows, schema=dict(schema), orient="row" if rows and not isinstance(rows[0], Mapping) else None, strict=False)
+    return pl.DataFrame(
+        rows, schema=dict(schema), orient="row" if rows and not isinstance(rows[0], Mapping) else None, strict=False
+    )

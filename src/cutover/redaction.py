@@ -10,15 +10,25 @@ from collections.abc import Iterable
 from typing import Any
 
 _SECRET_KEYS = (
-    "access_token", "refresh_token", "id_token", "client_secret", "client_assertion", "assertion",
-    "device_code", "password", "passphrase", "secret",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "client_secret",
+    "client_assertion",
+    "assertion",
+    "device_code",
+    "password",
+    "passphrase",
+    "secret",
 )
 _KEY_VALUE_RE = re.compile(
     r"""(?P<key>(?<![A-Za-z0-9])["']?(?:""" + "|".join(_SECRET_KEYS) + r""")["']?\s*[:=]\s*)"""
     r"""(?:(?P<q>["'])(?P<qv>(?:\\.|(?!(?P=q)).)*)(?P=q)|(?P<v>[^\s&,;}\])"']+))""",
     re.IGNORECASE,
 )
-_AUTH_HEADER_RE = re.compile(r"(?P<scheme>\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/-]{8,}=*(?![A-Za-z0-9._~+/=-])", re.IGNORECASE)
+_AUTH_HEADER_RE = re.compile(
+    r"(?P<scheme>\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/-]{8,}=*(?![A-Za-z0-9._~+/=-])", re.IGNORECASE
+)
 _JWT_RE = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _SIM_TOKEN_RE = re.compile(r"\bsim(?:rt)?\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 _MASK = "***"

@@ -73,7 +73,9 @@ async def open_session(
         elif profile.is_rehearsal:
             sim_url = profile.dataverse_url
         dv_root, fno_root = _roots(profile, sim_url if profile.embedded_simulator else None)
-        sources = token_sources_for(profile, workspace, environ=environ, on_code=on_code, sim_url=sim_url, cancel=cancel)
+        sources = token_sources_for(
+            profile, workspace, environ=environ, on_code=on_code, sim_url=sim_url, cancel=cancel
+        )
         name = profile.name
         transports: list[Transport] = []
         pool_sources: list = []
@@ -85,7 +87,16 @@ async def open_session(
             transports.append(Transport(dv_root, sources["dataverse"], environment=name, read_only=read_only))
         fno_transport = Transport(fno_root, sources["fno"], environment=name, read_only=read_only)
         try:
-            yield Session(profile, workspace, DataverseClient(transports), FnoClient(fno_transport), sim_url, dv_root, fno_root, transports + [fno_transport])
+            yield Session(
+                profile,
+                workspace,
+                DataverseClient(transports),
+                FnoClient(fno_transport),
+                sim_url,
+                dv_root,
+                fno_root,
+                transports + [fno_transport],
+            )
         finally:
             for t in transports + [fno_transport]:
                 await t.aclose()

@@ -21,7 +21,7 @@ class TokenSource(abc.ABC):
     def describe(self) -> str:
         return type(self).__name__
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a no-op default, not an abstract method
         """Release connections or files; the default holds none."""
 
 
