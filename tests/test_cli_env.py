@@ -233,7 +233,7 @@ def test_rehearsal_profile_can_point_at_a_running_simulator(world_db: Path, work
         result = cli("env", "test", "live", "--workspace", str(workspace))
     assert result.exit_code == 0, result.output
     assert f"organization {organization_id(1)}" in result.output
-    assert "3 dual-write project configuration(s) readable" in result.output
+    assert "6 dual-write project configuration(s) readable" in result.output  # two rows per map
 
 
 def test_a_broken_token_cache_folder_is_a_clear_environment_error(tmp_path: Path, workspace: Path):
@@ -258,3 +258,63 @@ def test_the_module_entry_point_knows_every_command(workspace: Path):
         text=True,
     )
     assert out.returncode == 0 and "no profiles" in out.stdout
+
+
+def test_twelve_concurrent_env_adds_keep_twelve_profiles(workspace: Path):
+    """cutover.toml's read-modify-write is locked across processes: nothing is lost."""
+    import subprocess
+    import sys
+
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cutover.cli",
+                "env",
+                "add",
+                f"p{i:02d}",
+                "--kind",
+                "rehearsal",
+                "--dataverse-url",
+                "http://127.0.0.1:9",
+                "--fno-url",
+                "http://127.0.0.1:9",
+                "--workspace",
+                str(workspace),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in range(12)
+    ]
+    outcomes = [(p.wait(60), p.stderr.read()) for p in procs]
+    assert all(code == 0 for code, _ in outcomes), outcomes
+    from cutover.config import load_config
+
+    assert sorted(load_config(workspace).profiles) == [f"p{i:02d}" for i in range(12)]
+
+
+def test_concurrent_token_cache_saves_keep_every_token(tmp_path: Path):
+    """Two processes that signed in at once both keep their tokens in the shared cache file."""
+    import subprocess
+    import sys
+
+    path = tmp_path / ".tokens" / "night.json"
+    script = (
+        "import json, sys\n"
+        "from cutover.token_cache import TokenCacheFile\n"
+        "i = int(sys.argv[1]); path = sys.argv[2]\n"
+        "for n in range(20):\n"
+        "    c = TokenCacheFile(path)\n"
+        "    c.cache.deserialize(json.dumps({'AccessToken': {f'k{i}-{n}': {'secret': 'x', 'credential_type': 'AccessToken'}}}))\n"
+        "    c.cache.has_state_changed = True\n"
+        "    c.save()\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(i), str(path)]) for i in range(4)]
+    assert [p.wait(60) for p in procs] == [0, 0, 0, 0]
+    import json
+
+    keys = set(json.loads(path.read_text())["AccessToken"])
+    assert keys == {f"k{i}-{n}" for i in range(4) for n in range(20)}

@@ -23,7 +23,7 @@ from cutover.config import (
     pin_fingerprint,
     save_config,
 )
-from cutover.errors import EXIT_ENVIRONMENT, WrongEnvironment, exit_code_of
+from cutover.errors import EXIT_ENVIRONMENT, EnvironmentProblem, WrongEnvironment, exit_code_of
 
 ORG = "7d3a1c52-1b8e-4f4e-9a51-0c1d2e3f4a5b"
 OTHER = "00000000-0000-0000-0000-000000000001"
@@ -137,12 +137,21 @@ def test_the_mismatch_keeps_the_constructor_the_session_uses():
     assert err.exit_code == EXIT_ENVIRONMENT
 
 
-def test_a_value_that_is_no_guid_is_not_pinned(tmp_path):
+@pytest.mark.parametrize(
+    "answered",
+    ["not-an-org", "", None, "00000000-0000-0000-0000-000000000000", "{00000000-0000-0000-0000-000000000000}"],
+)
+def test_a_missing_nil_or_malformed_organization_is_never_pinned(tmp_path, answered):
+    """Pinning nothing (or the nil GUID) would make the guard accept any environment later."""
     ws = workspace_with(tmp_path, rehearsal())
-    with pytest.raises(ConfigError, match="'not-an-org' is not an organization id") as info:
-        pin_fingerprint(ws, "reh", "not-an-org")
-    assert info.value.key == "pinned_org_id" and info.value.exit_code == 2
+    before = (ws / "cutover.toml").read_bytes()
+    with pytest.raises(
+        EnvironmentProblem, match="is not a usable organization id; profile 'reh' was not pinned"
+    ) as info:
+        pin_fingerprint(ws, "reh", answered)
+    assert info.value.exit_code == 3
     assert load_config(ws).get("reh").pinned_org_id is None
+    assert (ws / "cutover.toml").read_bytes() == before
 
 
 # --- the whole chain against the simulator --------------------------------------------------------

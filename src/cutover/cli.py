@@ -306,7 +306,7 @@ def env() -> None:
 @workspace_option
 def env_add(name: str, workspace: Path | None, replace: bool, identities: tuple[str, ...], **fields) -> None:
     """Add an environment profile to the workspace's cutover.toml (no secrets are stored)."""
-    ws, config = _load(workspace)
+    ws = configuration.resolve_workspace(workspace)
     values = {k: v for k, v in fields.items() if v is not None}
     for key in ("sim_db", "cert_path"):  # typed relative to where the operator stands
         if key in values:
@@ -315,11 +315,10 @@ def env_add(name: str, workspace: Path | None, replace: bool, identities: tuple[
         values["identities"] = tuple(identities)
     try:
         profile = configuration.Profile(name=name, **values)
-        config.add(profile, replace=replace)
-        configuration.save_config(config)
+        configuration.update_config(ws, lambda config: config.add(profile, replace=replace))
     except configuration.ConfigError as exc:
         raise _with_option_hint(exc) from None
-    click.echo(f"added profile '{name}' ({profile.kind}) to {config.path}")
+    click.echo(f"added profile '{name}' ({profile.kind}) to {configuration.config_path(ws)}")
     if profile.embedded_simulator:
         click.echo(f"  simulator database: {profile.sim_db_path(ws)} (started on demand)")
     click.echo(f"next: cutover env test {name}" + (f" --workspace {workspace}" if workspace else ""))

@@ -41,13 +41,13 @@ import os
 import re
 import tomllib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .errors import WrongEnvironment
-from .files import write_private_file
+from .errors import EnvironmentProblem, WrongEnvironment
+from .files import locked, write_private_file
 from .profile import (
     AUTH_METHODS,
     DEFAULT_ENTITY_NAMES,
@@ -63,7 +63,10 @@ from .profile import (
 from .secret_source import REHEARSAL_SECRETS, describe_secret_source, resolve_secret
 from .tomlfile import TomlWriteError, dump_tables, locate, locate_top
 
+T = TypeVar("T")
+
 __all__ = [
+    "update_config",
     "AUTH_METHODS",
     "CONFIG_FILENAME",
     "Config",
@@ -73,6 +76,7 @@ __all__ = [
     "DEFAULT_INVOICE_CREATE_ACTION",
     "DEFAULT_WORKSPACE",
     "FingerprintMismatch",
+    "NIL_ORGANIZATION",
     "KINDS",
     "Profile",
     "REHEARSAL_CLIENT_ID",
@@ -307,19 +311,41 @@ def _organization_id(org_id: str) -> str | None:
         return None
 
 
+def update_config(workspace: str | Path, change: Callable[[Config], T]) -> T:
+    """Read, change and save ``cutover.toml`` under its cross-process lock; returns what
+    ``change(config)`` returned. Nothing is written if ``change`` raises."""
+    path = config_path(workspace)
+    with locked(path):
+        config = load_config(workspace)
+        result = change(config)
+        save_config(config)
+        return result
+
+
+NIL_ORGANIZATION = str(uuid.UUID(int=0))
+
+
 def pin_fingerprint(workspace: str | Path, name: str, org_id: str, force: bool = False) -> Profile:
     """Record ``org_id`` as the profile's pinned organization and save; returns the profile.
 
     Pinning the id it already has (in any letter case) is a no-op. A different id raises
-    :class:`FingerprintMismatch` (the wrong-environment guard) unless ``force``.
+    :class:`FingerprintMismatch` (the wrong-environment guard) unless ``force``. A missing or
+    nil id is never pinned: it would make the guard accept any environment.
     """
+    normalised = _organization_id(org_id) if org_id else None
+    if normalised is None or normalised == NIL_ORGANIZATION:
+        raise EnvironmentProblem(
+            f"the environment answered WhoAmI with organization id {org_id!r}, which is not a usable organization "
+            f"id; profile '{name}' was not pinned",
+            fix="check that the profile's Dataverse URL points at a Dataverse environment",
+        )
+    with locked(config_path(workspace)):
+        return _pin_locked(workspace, name, normalised, force)
+
+
+def _pin_locked(workspace: str | Path, name: str, normalised: str, force: bool) -> Profile:
     config = load_config(workspace)
     profile = config.get(name)
-    normalised = _organization_id(org_id)
-    if normalised is None:
-        raise ConfigError(
-            f"{org_id!r} is not an organization id (a GUID)", path=config.path, key="pinned_org_id", profile=name
-        )
     if profile.pinned_org_id == normalised:
         return profile
     if profile.pinned_org_id is not None and not force:

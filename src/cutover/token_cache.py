@@ -4,7 +4,9 @@ One ``msal.SerializableTokenCache`` per profile, shared by every msal applicatio
 of that profile, so a device-code operator signs in once for both resources. The directory is
 0700 and the file 0600 — both checked and tightened on load — and every save is merged with
 what is on disk (another process or source of the same profile may have written since) and
-written atomically by :func:`cutover.files.write_private_file`.
+written atomically by :func:`cutover.files.write_private_file` — the read-merge-write under
+the file's cross-process lock (:func:`cutover.files.locked`), so two processes signing in at
+once keep both their tokens.
 
 If the optional ``msal_extensions`` package is importable its encrypted persistence is used
 instead; otherwise the file is plain JSON protected by its mode only, and :meth:`describe`
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import msal
 
-from .files import write_private_file
+from .files import locked, write_private_file
 from .signin import SignInError
 
 __all__ = ["TOKENS_DIR", "TokenCacheFile", "token_cache_path"]
@@ -131,7 +133,7 @@ class TokenCacheFile:
         and renamed over the cache file."""
         if self.encrypted:
             return  # msal_extensions' PersistedTokenCache persists itself
-        with self._lock:
+        with self._lock, locked(self.path):
             if not self.cache.has_state_changed:
                 return
             ours = json.loads(self.cache.serialize() or "{}")
