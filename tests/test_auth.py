@@ -476,7 +476,9 @@ async def test_the_token_cache_is_0600_in_a_0700_directory(live, tmp_path):
     path = token_cache_path(tmp_path, "reh")
     assert path == tmp_path / ".tokens" / "reh.json"
     assert _mode(path) == 0o600 and _mode(path.parent) == 0o700
-    assert [p.name for p in path.parent.iterdir()] == ["reh.json"]  # no temporary files left
+    # no temporary files left; the lock file (empty, 0600) stays: deleting lock files breaks locking
+    assert sorted(p.name for p in path.parent.iterdir()) == ["reh.json", "reh.json.lock"]
+    assert _mode(path.parent / "reh.json.lock") == 0o600 and (path.parent / "reh.json.lock").stat().st_size == 0
     assert "not encrypted" in sources["dataverse"].describe() and "0600" in sources["dataverse"].describe()
 
 
