@@ -71,6 +71,7 @@ from .tokens import TokenSource
 
 __all__ = [
     "AUTHORITY_HOST",
+    "REHEARSAL_RESOURCE",
     "IdentityHttpClient",
     "IdentityPlatformUnreachable",
     "IdentityResponse",
@@ -323,6 +324,8 @@ def _resources(profile: Profile, sim_url: str | None) -> tuple[str, str, Identit
                 fix="start the simulator for the profile's sim_db first and pass its URL (sim_url)",
             )
         http: IdentityHttpClient = RoutedIdentityHttpClient(base)
+        if profile.embedded_simulator:
+            return (REHEARSAL_RESOURCE, REHEARSAL_RESOURCE, http, profile.tenant or REHEARSAL_TENANT)
         return (profile.dataverse_url or base, profile.fno_url or base, http, profile.tenant or REHEARSAL_TENANT)
     if not profile.tenant:
         raise SignInError(
@@ -332,6 +335,12 @@ def _resources(profile: Profile, sim_url: str | None) -> tuple[str, str, Identit
             fix=f'add tenant = "contoso.onmicrosoft.com" (or the tenant id) to [profiles.{profile.name}]',
         )
     return (profile.dataverse_url or "", profile.fno_url or "", IdentityHttpClient(), profile.tenant)
+
+
+# The one resource every embedded rehearsal profile asks tokens for: the simulator's port changes
+# from run to run, so a port-bound scope would make every cached token useless the next time.
+# The simulator accepts this audience besides its own URL.
+REHEARSAL_RESOURCE = "https://rehearsal.cutover.local"
 
 
 def _scope(resource_url: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -93,10 +94,20 @@ def run_async(coro):
     return asyncio.run(coro)
 
 
+def _interrupt(signum, _frame) -> None:
+    """SIGTERM and SIGHUP (the SSH connection dropped) take the path of Ctrl+C, so every
+    `with`/`async with` unwinds: a simulator this command started is stopped, files are closed."""
+    signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 @click.group(cls=CutoverGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cutover")
 def main() -> None:
     """Migrate invoiced fixed-price billing milestones into Project Operations without touching AR or GL, and prove it."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) in (signal.SIG_DFL, None):
+            signal.signal(signum, _interrupt)
 
 
 # --- simulator ----------------------------------------------------------------------------------
@@ -195,13 +206,17 @@ def sim_serve(db: Path, port: int, window_scale: float) -> None:
 # --- demo -------------------------------------------------------------------------------------------
 
 
-def _demo_banner(url: str, extract: Path) -> str:
+def _demo_banner(url: str, extract: Path, admin_token: str | None) -> str:
     return f"""
 Rehearsal simulator of Dataverse + Finance and Operations + dual-write.
   Dataverse Web API : {url}/api/data/v9.2/
   F&O OData         : {url}/data/
   Admin             : {url}/_sim/          maps: {url}/_sim/maps
+  Admin token       : {admin_token or "(none)"}
   Legacy extract    : {extract}
+
+Look at the dual-write maps (the admin surface wants the token and JSON):
+  curl -s -H 'X-Cutover-Admin: {admin_token or ""}' -H 'Content-Type: application/json' {url}/_sim/maps
 
 Get a token and ask who you are:
   TOKEN=$(curl -s -d grant_type=client_credentials -d client_id=cutover-rehearsal \\
@@ -227,7 +242,7 @@ def demo(workspace: Path | None, port: int) -> None:
     simulator = SimulatorProcess(db, port=port)
     with simulator as url:
         click.echo(f"listening on {url}")
-        click.echo(_demo_banner(url, default_extract_path(db)))
+        click.echo(_demo_banner(url, default_extract_path(db), simulator.admin_token))
         try:
             while simulator.running:
                 time.sleep(0.5)
