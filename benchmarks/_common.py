@@ -6,8 +6,6 @@ import contextlib
 import dataclasses
 import os
 import platform
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ import httpx
 
 from cutover.sim import seed as seeding
 from cutover.sim.store import connect
+from cutover.simprocess import SimulatorProcess
 
 BENCH_DIR = Path(os.environ.get("CUTOVER_BENCH_DIR", Path(__file__).resolve().parent.parent / ".bench"))
 
@@ -43,22 +42,25 @@ def world(name: str, **overrides: int) -> Path:
     return db
 
 
+_ADMIN_HEADERS: dict[str, dict[str, str]] = {}
+
+
 @contextlib.contextmanager
 def served(db: Path) -> Iterator[str]:
-    """`cutover sim serve` in its own process (as on the night: server and client apart)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cutover.cli", "sim", "serve", "--db", str(db), "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = proc.stdout.readline().strip()
-        if not line.startswith("listening on "):
-            raise RuntimeError(f"simulator did not start: {line!r}")
-        yield line.split()[-1]
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    """The simulator in its own process (as on the night: server and client apart), started the
+    one way the tool starts it (`cutover.simprocess.SimulatorProcess`); yields its base URL."""
+    simulator = SimulatorProcess(db)
+    with simulator as url:
+        _ADMIN_HEADERS[url] = simulator.admin_headers()
+        try:
+            yield url
+        finally:
+            _ADMIN_HEADERS.pop(url, None)
+
+
+def admin_headers(base: str) -> dict[str, str]:
+    """Headers for the admin surface (`/_sim/…`) of the simulator `served` started at `base`."""
+    return dict(_ADMIN_HEADERS[base])
 
 
 def token(

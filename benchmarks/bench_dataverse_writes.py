@@ -36,7 +36,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
-from _common import machine, served, world
+from _common import admin_headers, machine, served, world
 
 from cutover import odata
 from cutover.bulk import DEFAULT_CHUNK
@@ -116,7 +116,7 @@ def records(lines: list[str], prefix: str, n: int) -> list[dict]:
 
 async def admin(base: str, method: str, path: str, **kw) -> dict:
     async with httpx.AsyncClient(timeout=60) as c:
-        r = await c.request(method, f"{base}/_sim/{path}", **kw)
+        r = await c.request(method, f"{base}/_sim/{path}", headers=admin_headers(base), **kw)
         r.raise_for_status()
         return r.json()
 

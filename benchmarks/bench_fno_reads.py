@@ -30,7 +30,7 @@ import asyncio
 import time
 
 import httpx
-from _common import machine, median, served, token, world
+from _common import admin_headers, machine, median, served, token, world
 
 from cutover.fno import FnoClient
 from cutover.tokens import StaticToken
@@ -79,6 +79,7 @@ async def timed(base: str, bearer: str, parallel: int, parts: int | None) -> tup
 def reset_budget(client: httpx.Client, base: str, cost: dict) -> dict:
     r = client.put(
         f"{base}/_sim/protection",
+        headers=admin_headers(base),
         json={
             "limits": {
                 "window_seconds": 300.0,

@@ -19,14 +19,14 @@ from cutover.sim.app import create_app
 
 async def in_process(db, n: int) -> list[float]:
     app = create_app(db)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as c:
         r = await c.post(
             "/_sim/token",
             data={
                 "grant_type": "client_credentials",
                 "client_id": "cutover-rehearsal",
                 "client_secret": "rehearsal-secret",
-                "scope": "http://sim/.default",
+                "scope": "http://127.0.0.1/.default",
             },
         )
         h = {"Authorization": f"Bearer {r.json()['access_token']}"}
