@@ -45,7 +45,7 @@ async def _token(sim, form: dict, tenant: str = TENANT, **kw):
 async def _device_code(
     sim,
     client_id: str = WRITER[0],
-    scope: str = "https://org.test/.default openid profile offline_access",
+    scope: str = "https://rehearsal.cutover.local/.default openid profile offline_access",
     tenant: str = TENANT,
 ):
     return await sim.client.post(
@@ -123,7 +123,7 @@ async def test_tenants_are_a_setting(sim):
         await sim.client.get(f"{LOGIN}/{ip.DEFAULT_TENANT_DOMAIN}/v2.0/.well-known/openid-configuration")
     ).status_code == 400
     bad = await sim.client.put(f"{LOGIN}/settings", json={"tenant": "x"})
-    assert bad.status_code == 400 and "Unknown setting" in bad.json()["error"]["message"]
+    assert bad.status_code == 400 and "Unknown field(s) tenant" in bad.json()["error"]["message"]
 
 
 async def test_instance_discovery_lists_the_aliases(sim):
@@ -151,7 +151,7 @@ async def test_interactive_sign_in_is_refused_with_a_pointer_to_device_code(sim)
 # --- client credentials ----------------------------------------------------------------------
 
 
-def _cc(secret: str = WRITER[1], client_id: str = WRITER[0], scope: str = "https://org.test/.default") -> dict:
+def _cc(secret: str = WRITER[1], client_id: str = WRITER[0], scope: str = "https://rehearsal.cutover.local/.default") -> dict:
     return {
         "grant_type": "client_credentials",
         "client_id": client_id,
@@ -180,7 +180,7 @@ async def test_client_secret_in_http_basic_is_accepted(sim):
     basic = base64.b64encode(f"{WRITER[0]}:{WRITER[1]}".encode()).decode()
     r = await _token(
         sim,
-        {"grant_type": "client_credentials", "scope": "https://org.test/.default"},
+        {"grant_type": "client_credentials", "scope": "https://rehearsal.cutover.local/.default"},
         headers={"Authorization": f"Basic {basic}"},
     )
     assert r.status_code == 200, r.text
@@ -246,7 +246,7 @@ def _ca(assertion: str, client_id: str = WRITER[0]) -> dict:
     return {
         "grant_type": "client_credentials",
         "client_id": client_id,
-        "scope": "https://org.test/.default",
+        "scope": "https://rehearsal.cutover.local/.default",
         "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
         "client_assertion": assertion,
     }
@@ -349,7 +349,7 @@ async def test_device_code_is_pending_until_approved_then_gives_user_tokens(sim)
     assert r.status_code == 200, r.text
     body = r.json()
     assert {"access_token", "refresh_token", "id_token", "client_info", "scope", "expires_in"} <= set(body)
-    assert "https://org.test/.default" in body["scope"].split()
+    assert "https://rehearsal.cutover.local/.default" in body["scope"].split()
     oid = str(uuid.uuid5(sim_auth.USER_NAMESPACE, "operator@contoso.com"))
     claims = _b64json(body["id_token"].split(".")[1])
     assert claims["oid"] == oid and claims["tid"] == TENANT and claims["preferred_username"] == "operator@contoso.com"
@@ -409,7 +409,7 @@ async def _signed_in(sim, user: str = "operator@contoso.com") -> dict:
 
 
 def _refresh(
-    rt: str, scope: str = "https://fno.test/.default openid profile offline_access", client_id: str = WRITER[0]
+    rt: str, scope: str = "http://localhost/.default openid profile offline_access", client_id: str = WRITER[0]
 ) -> dict:
     return {
         "grant_type": "refresh_token",
@@ -426,8 +426,9 @@ async def test_a_refresh_token_gives_a_token_for_another_resource_and_rotates(si
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["access_token"] != first["access_token"] and body["refresh_token"] != first["refresh_token"]
-    assert "https://fno.test/.default" in body["scope"].split()
-    assert _b64json(body["access_token"].split(".")[1])["aud"] == "https://fno.test/.default"
+    assert "http://localhost/.default" in body["scope"].split()
+    # the audience is the resource, as the identity platform writes it: <resource>/.default → <resource>
+    assert _b64json(body["access_token"].split(".")[1])["aud"] == "http://localhost"
     assert (await _whoami(sim, body["access_token"])).status_code == 200
 
 

@@ -1,28 +1,56 @@
-"""The rehearsal admin API, ``/_sim/…`` (no token): summary, dual-write maps, F&O mapping
-generation, maintenance mode, F&O version, injected faults, service-protection limits, the
-API request log, simulator settings and identities.
+"""The rehearsal admin API, ``/_sim/…``: summary, dual-write maps, F&O mapping generation,
+maintenance mode, F&O version, injected faults, service-protection limits, the API request
+log, simulator settings and identities.
+
+Every request needs ``X-Cutover-Admin: <admin token>`` and, on POST/PUT/DELETE,
+``Content-Type: application/json`` (checked by :class:`cutover.sim.gateway.Gateway`).
 
 Every endpoint is an :func:`cutover.sim.adminkit.admin` endpoint: JSON in, JSON out, refusals
-in Dataverse's error shape. :data:`ROUTES` is what :func:`cutover.sim.app.create_app` mounts.
+in Dataverse's error shape. Every body is checked against a table of :class:`~cutover.sim.adminkit.Field`
+declarations (JSON type and range) before anything changes: an unknown field, a string where
+a boolean or number belongs, ``NaN``, a zero or negative window or lifetime are 400 naming the
+field. The ``/_sim/settings`` table is :data:`SETTINGS`; a simulator module may add its own
+settings by declaring ``ADMIN_SETTINGS = {"name": Field(...)}`` (see :func:`settings_table`),
+so a new setting declares its type, range and default in one place.
+:data:`ROUTES` is what :func:`cutover.sim.app.create_app` mounts.
 """
 
 from __future__ import annotations
 
+import sys
 import time
-from dataclasses import fields
+from collections.abc import Mapping
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from . import auth, dualwrite, errors
-from .adminkit import admin, conn_of, json_body, log_answer, query_int, reject_unknown, simulator_of
+from .adminkit import (
+    Bool,
+    Field,
+    Int,
+    Number,
+    Object,
+    Objects,
+    Text,
+    Texts,
+    admin,
+    conn_of,
+    json_body,
+    log_answer,
+    query_int,
+    require,
+    simulator_of,
+    validate,
+)
+from .dataverse_service import DEFAULT_CONFIRM_ACTION, DEFAULT_CREATE_ACTION
 from .dataverse_service import settings as dataverse_settings
 from .errors import SimError
 from .fno_service import DEFAULT_COMPANY
 from .gateway import DATAVERSE_ROOT, FNO_ROOT, TOKEN_PATH
-from .protection import CostModel, Faults, Limits
-from .schema import ALL_SETS
+from .protection import FAULT_KINDS, CostModel, Faults, Limits
+from .schema import ALL_SETS, DATAVERSE
 from .store import get_setting, set_setting
 
 DEFAULT_FNO_VERSION = "10.0.40"
@@ -75,6 +103,18 @@ async def map_get(request: Request) -> dict:
     return m
 
 
+_VERSION = Text(nonempty=True, max_length=64)
+#: The body each map operation takes (stop, start … take none).
+MAP_BODIES: dict[str, Mapping[str, Field]] = {
+    "save-as": {
+        "version": _VERSION,
+        "description": Text(nonempty=True, max_length=1000),
+        "publisher": Text(nonempty=True, max_length=200),
+        "add_mappings": Objects(max_length=500),
+    },
+    "version": {"version": _VERSION},
+}
+
 MAP_OPERATIONS = {
     "stop": dualwrite.stop,
     "start": dualwrite.start,
@@ -88,7 +128,11 @@ MAP_OPERATIONS = {
 async def map_operation(request: Request) -> dict:
     conn = conn_of(request)
     name, op = request.path_params["name"], request.path_params["op"]
-    body = await json_body(request)
+    body = validate(await json_body(request), MAP_BODIES.get(op, {}))
+    if op in ("save-as", "version"):
+        require(body, "version")
+    if op == "save-as":
+        require(body, "description")
     conn.execute("BEGIN IMMEDIATE")
     try:
         if op in MAP_OPERATIONS:
@@ -97,13 +141,13 @@ async def map_operation(request: Request) -> dict:
             result = dualwrite.save_as(
                 conn,
                 name,
-                version=str(body.get("version", "")),
-                description=str(body.get("description", "")),
-                publisher=str(body.get("publisher", "Default publisher")),
+                version=body["version"],
+                description=body["description"],
+                publisher=body.get("publisher", "Default publisher"),
                 add_mappings=body.get("add_mappings"),
             )
         elif op == "version":
-            result = dualwrite.select_version(conn, name, str(body.get("version", "")))
+            result = dualwrite.select_version(conn, name, body["version"])
         else:
             raise SimError(
                 404,
@@ -125,8 +169,8 @@ async def map_events(request: Request) -> list:
 @admin
 async def generate_mapping(request: Request) -> dict:
     conn = conn_of(request)
-    body = await json_body(request)
-    entity = body.get("entity") or "Project Operations integration contract line milestones"
+    body = validate(await json_body(request), {"entity": Text(nonempty=True, max_length=200)})
+    entity = body.get("entity", "Project Operations integration contract line milestones")
     done = get_setting(conn, "fno_generated_mappings", {})
     done[entity] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     set_setting(conn, "fno_generated_mappings", done)
@@ -136,34 +180,64 @@ async def generate_mapping(request: Request) -> dict:
 # --- settings, faults, limits ----------------------------------------------------------------
 
 
-def setting_endpoint(key: str, field: str, default, cast):
-    """``GET`` / ``PUT {"<field>": …}`` of one stored setting."""
+def setting_endpoint(key: str, field: str, spec: Field):
+    """``GET`` / ``PUT {"<field>": …}`` of one stored setting, checked by ``spec``."""
 
     @admin
     async def endpoint(request: Request) -> dict:
         conn = conn_of(request)
         if request.method == "PUT":
-            body = await json_body(request)
-            if field not in body:
-                raise SimError(400, errors.INVALID_ARGUMENT, f'Send {{"{field}": …}}.')
-            set_setting(conn, key, cast(body[field]))
-        return {field: get_setting(conn, key, default)}
+            body = validate(await json_body(request), {field: spec})
+            require(body, field)
+            set_setting(conn, key, body[field])
+        return {field: spec.read(conn, key)}
 
     return endpoint
 
 
-def _update_dataclass(obj, body: dict) -> None:
-    reject_unknown(body, {f.name for f in fields(obj)})
-    for k, v in body.items():
-        setattr(obj, k, type(getattr(obj, k))(v) if not isinstance(getattr(obj, k), list) else list(v))
+_RATE = Number(minimum=0, maximum=1)
+#: ``PUT /_sim/faults``: the fields of :class:`~cutover.sim.protection.Faults`.
+FAULTS: dict[str, Field] = {
+    "latency_ms": Number(minimum=0, maximum=600_000),
+    "error_rate": _RATE,
+    "error_status": Int(minimum=500, maximum=599),
+    "throttle_rate": _RATE,
+    "retry_after": Int(minimum=0, maximum=86_400),
+    "drop_rate": _RATE,
+    "drop_after_rate": _RATE,
+    "path_contains": Text(max_length=500),
+    "seed": Int(minimum=-(2**63), maximum=2**63 - 1),
+    "script": Texts(choices=FAULT_KINDS, max_length=100_000),
+}
+#: ``PUT /_sim/protection``: :class:`~cutover.sim.protection.Limits` …
+LIMITS: dict[str, Field] = {
+    "window_seconds": Number(above=0, maximum=86_400),
+    "max_requests": Int(minimum=1, maximum=10**9),
+    "max_execution_seconds": Number(above=0, maximum=10**9),
+    "max_concurrent": Int(minimum=1, maximum=100_000),
+    "enabled": Bool(),
+}
+#: … and :class:`~cutover.sim.protection.CostModel` (seconds).
+COST: dict[str, Field] = {
+    "read_base": Number(minimum=0, maximum=3600),
+    "read_per_record": Number(minimum=0, maximum=3600),
+    "write_base": Number(minimum=0, maximum=3600),
+    "write_per_record": Number(minimum=0, maximum=3600),
+    "latency_factor": Number(minimum=0, maximum=100),
+}
+PROTECTION: dict[str, Field] = {
+    "scale": Number(above=0, maximum=1000),
+    "limits": Object(LIMITS),
+    "cost": Object(COST),
+    **LIMITS,
+}
 
 
 @admin
 async def faults_endpoint(request: Request) -> dict:
     prot = simulator_of(request).protection
     if request.method == "PUT":
-        body = await json_body(request)
-        reject_unknown(body, prot.faults.to_dict(), "fault setting")
+        body = validate(await json_body(request), FAULTS, "fault setting")
         prot.faults = Faults(**{**Faults().to_dict(), **body})
     elif request.method == "DELETE":
         prot.faults = Faults()
@@ -174,17 +248,18 @@ async def faults_endpoint(request: Request) -> dict:
 async def protection_endpoint(request: Request) -> dict:
     prot = simulator_of(request).protection
     if request.method == "PUT":
-        body = await json_body(request)
-        if "scale" in body:
-            prot.limits = Limits.scaled(float(body.pop("scale")))
-        limit_names = {f.name for f in fields(Limits)}
-        _update_dataclass(
-            prot.limits,
-            body.pop("limits", {}) if "limits" in body else {k: body.pop(k) for k in list(body) if k in limit_names},
-        )
-        _update_dataclass(prot.cost, body.pop("cost", {}))
-        if body:
-            raise SimError(400, errors.INVALID_ARGUMENT, f"Unknown setting(s) {', '.join(sorted(body))}.")
+        body = validate(await json_body(request), PROTECTION, "setting")
+        top = {k: v for k, v in body.items() if k in LIMITS}
+        if top and "limits" in body:
+            raise SimError(
+                400, errors.INVALID_ARGUMENT, f"Send {', '.join(sorted(top))} inside limits or beside it, not both."
+            )
+        limits = Limits.scaled(body["scale"]) if "scale" in body else prot.limits
+        for k, v in {**top, **body.get("limits", {})}.items():
+            setattr(limits, k, float(v) if isinstance(getattr(Limits(), k), float) else v)
+        for k, v in body.get("cost", {}).items():
+            setattr(prot.cost, k, float(v))
+        prot.limits = limits
         prot.budgets.clear()
     elif request.method == "DELETE":
         prot.limits, prot.cost = Limits(), CostModel()
@@ -197,50 +272,67 @@ async def requests_endpoint(request: Request) -> dict | list:
     return log_answer(request, simulator_of(request).requests, service=request.query_params.get("service"))
 
 
-SETTING_TYPES = {
-    "invoice_create_action": str,
-    "invoice_confirm_action": str,
-    "bulk_action_sets": list,
-    "token_lifetime": int,
-    "fno_default_company": str,
+#: ``/_sim/settings``: every stored simulator setting, its JSON type, range and default — the
+#: one place a setting is declared (plus ``ADMIN_SETTINGS`` of simulator modules, see
+#: :func:`settings_table`).
+SETTINGS: dict[str, Field] = {
+    "invoice_create_action": Field("text", nonempty=True, max_length=128, default=DEFAULT_CREATE_ACTION),
+    "invoice_confirm_action": Field("text", nonempty=True, max_length=128, default=DEFAULT_CONFIRM_ACTION),
+    "bulk_action_sets": Field(
+        "texts", choices=tuple(DATAVERSE), sort=True, default=lambda conn: sorted(dataverse_settings(conn)["bulk_sets"])
+    ),
+    "token_lifetime": Int(minimum=1, maximum=30 * 86_400, default=auth.DEFAULT_TOKEN_LIFETIME),
+    "fno_default_company": Text(nonempty=True, max_length=10, default=DEFAULT_COMPANY),
+    # Read by cutover.sim.jobs: invoice create/confirm run that many seconds later (0: at once).
+    "background_delay_s": Number(minimum=0, maximum=3600, default=0),
 }
+
+
+def settings_table() -> dict[str, Field]:
+    """:data:`SETTINGS` plus the ``ADMIN_SETTINGS`` every loaded ``cutover.sim`` module declares."""
+    table = dict(SETTINGS)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("cutover.sim.") and isinstance(extra := getattr(module, "ADMIN_SETTINGS", None), Mapping):
+            table.update(extra)
+    return table
 
 
 @admin
 async def settings_endpoint(request: Request) -> dict:
     conn = conn_of(request)
+    table = settings_table()
     if request.method == "PUT":
-        body = await json_body(request)
-        reject_unknown(body, SETTING_TYPES)
+        body = validate(await json_body(request), table, "setting")
         for k, v in body.items():
-            set_setting(conn, k, SETTING_TYPES[k](v))
-    s = dataverse_settings(conn)
-    return {
-        "invoice_create_action": s["create_action"],
-        "invoice_confirm_action": s["confirm_action"],
-        "bulk_action_sets": sorted(s["bulk_sets"]),
-        "token_lifetime": get_setting(conn, "token_lifetime", auth.DEFAULT_TOKEN_LIFETIME),
-        "fno_default_company": get_setting(conn, "fno_default_company", DEFAULT_COMPANY),
-    }
+            set_setting(conn, k, v)
+    return {name: field.read(conn, name) for name, field in table.items()}
+
+
+IDENTITY: dict[str, Field] = {
+    "client_id": Text(nonempty=True, max_length=200),
+    "client_secret": Text(nonempty=True, max_length=500),
+    "display_name": Text(nonempty=True, max_length=200),
+    "can_write": Bool(),
+    "secret_expired": Bool(),
+}
 
 
 @admin
 async def identities_endpoint(request: Request) -> list:
     conn = conn_of(request)
     if request.method == "POST":
-        body = await json_body(request)
-        if not body.get("client_id") or not body.get("client_secret"):
-            raise SimError(400, errors.INVALID_ARGUMENT, "An identity needs client_id and client_secret.")
+        body = validate(await json_body(request), IDENTITY)
+        require(body, "client_id", "client_secret")
         auth.add_identity(
             conn,
             body["client_id"],
             body["client_secret"],
             body.get("display_name", body["client_id"]),
-            bool(body.get("can_write", True)),
+            body.get("can_write", True),
         )
         conn.execute(
             "UPDATE sim_identities SET secret_expired = ? WHERE client_id = ?",
-            (int(bool(body.get("secret_expired", False))), body["client_id"]),
+            (int(body.get("secret_expired", False)), body["client_id"]),
         )
     return auth.list_identities(conn)
 
@@ -253,9 +345,15 @@ ROUTES = [
     Route("/_sim/maps/{name}", map_get),
     Route("/_sim/maps/{name}/{op}", map_operation, methods=["POST"]),
     Route("/_sim/fno/generate-mapping", generate_mapping, methods=["POST"]),
-    Route("/_sim/maintenance", setting_endpoint("maintenance_mode", "enabled", False, bool), methods=["GET", "PUT"]),
     Route(
-        "/_sim/version", setting_endpoint("fno_version", "version", DEFAULT_FNO_VERSION, str), methods=["GET", "PUT"]
+        "/_sim/maintenance",
+        setting_endpoint("maintenance_mode", "enabled", Bool(default=False)),
+        methods=["GET", "PUT"],
+    ),
+    Route(
+        "/_sim/version",
+        setting_endpoint("fno_version", "version", Text(nonempty=True, max_length=32, default=DEFAULT_FNO_VERSION)),
+        methods=["GET", "PUT"],
     ),
     Route("/_sim/faults", faults_endpoint, methods=["GET", "PUT", "DELETE"]),
     Route("/_sim/protection", protection_endpoint, methods=["GET", "PUT", "DELETE"]),

@@ -1,5 +1,11 @@
 """Stand-in identity platform: application users, the token endpoint, bearer-token checks.
 
+An access token's ``aud`` is the resource of the scope it was asked for (``<resource>/.default``
+→ ``<resource>``), as the identity platform writes it; the token endpoints refuse scopes for
+resources that are not the simulator's (AADSTS500011 ``invalid_resource``, see
+:class:`cutover.sim.hosts.HostPolicy`), and the gateway refuses a token whose audience is
+not the service (401 ``invalid_token``).
+
 Tokens are HMAC-signed with a key kept in the simulator database, so they survive a
 restart of the simulator (as real tokens survive a service restart) and are never stored.
 The token endpoint answers like the Microsoft identity platform's v2.0 client-credentials
@@ -17,6 +23,7 @@ import secrets
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import OAuthError
@@ -81,8 +88,26 @@ def _sign(key: str, payload: bytes) -> str:
     return base64.urlsafe_b64encode(hmac.new(bytes.fromhex(key), payload, hashlib.sha256).digest()).decode().rstrip("=")
 
 
-def issue_token(conn: sqlite3.Connection, form: dict[str, str], now: float | None = None) -> dict:
-    """Client-credentials grant. Returns the token response or raises OAuthError."""
+def unknown_resource(resource: str, tenant: str = "the simulator's tenant") -> OAuthError:
+    """The identity platform's answer to a scope whose resource it does not know."""
+    return OAuthError(
+        400,
+        "invalid_resource",
+        f"AADSTS500011: The resource principal named {resource} was not found in the tenant named {tenant}. "
+        "This can happen if the application has not been installed by the administrator of the tenant or consented "
+        "to by any user in the tenant. You might have sent your authentication request to the wrong tenant. "
+        "(The rehearsal simulator issues tokens for its own URL and for https://rehearsal.cutover.local.)",
+    )
+
+
+def issue_token(
+    conn: sqlite3.Connection,
+    form: dict[str, str],
+    now: float | None = None,
+    accept_resource: Callable[[str], bool] | None = None,
+) -> dict:
+    """Client-credentials grant. Returns the token response or raises OAuthError; with
+    ``accept_resource``, a scope for any other resource is AADSTS500011 ``invalid_resource``."""
     now = time.time() if now is None else now
     grant = form.get("grant_type")
     if grant != "client_credentials":
@@ -116,17 +141,30 @@ def issue_token(conn: sqlite3.Connection, form: dict[str, str], now: float | Non
             "invalid_client",
             f"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'.",
         )
+    if accept_resource is not None and not accept_resource(resource_of(scope)):
+        raise unknown_resource(resource_of(scope))
     return mint_access_token(conn, client_id, scope, now)
+
+
+def resource_of(scope: str) -> str:
+    """The resource a scope asks for: ``https://org.example/.default`` → ``https://org.example``
+    (the identity platform's v2 scopes are ``<resource>/<permission>``)."""
+    scope = scope.strip()
+    if "://" in scope and "/" in scope.split("://", 1)[1]:
+        return scope.rsplit("/", 1)[0]
+    return scope
 
 
 def mint_access_token(conn: sqlite3.Connection, subject: str, scope: str, now: float | None = None) -> dict:
     """A bearer token for the identity ``subject`` (a row of sim_identities: an application's
-    client id, or a signed-in user's name) as the token endpoint answers it. The lifetime is
-    the ``token_lifetime`` setting; `verify_token` accepts the token until it expires."""
+    client id, or a signed-in user's name) as the token endpoint answers it: its ``aud`` is
+    the scope's resource (``<resource>/.default`` → ``<resource>``), as the identity platform
+    writes it. The lifetime is the ``token_lifetime`` setting; `verify_token` accepts the
+    token until it expires."""
     now = time.time() if now is None else now
     lifetime = int(get_setting(conn, "token_lifetime", DEFAULT_TOKEN_LIFETIME))
     # Rounded up: the token stays valid for at least the `expires_in` the answer promises.
-    claims = {"sub": subject, "aud": scope, "exp": math.ceil(now) + lifetime, "jti": secrets.token_hex(8)}
+    claims = {"sub": subject, "aud": resource_of(scope), "exp": math.ceil(now) + lifetime, "jti": secrets.token_hex(8)}
     payload = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode()).decode().rstrip("=")
     token = f"sim.{payload}.{_sign(get_setting(conn, 'token_key'), payload.encode())}"
     return {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}
@@ -169,13 +207,14 @@ def keyed_digest(conn: sqlite3.Connection, purpose: str, payload: bytes) -> str:
     )
 
 
-def verify_token(conn: sqlite3.Connection, authorization: str | None, now: float | None = None) -> Identity | None:
-    """The identity behind an `Authorization: Bearer` header, or None if it is not valid."""
+def token_claims(conn: sqlite3.Connection, authorization: str | None, now: float | None = None) -> dict | None:
+    """The claims of a valid (signed here, unexpired) `Authorization: Bearer` token, or None.
+    Whether its audience is the service asked is the caller's question (the gateway's)."""
     if not authorization or not authorization.lower().startswith("bearer "):
         return None
     token = authorization[7:].strip()
     parts = token.split(".")
-    if len(parts) != 3 or parts[0] != "sim":
+    if len(parts) != 3 or parts[0] != "sim" or len(parts[1]) > 4096:
         return None
     key = get_setting(conn, "token_key")
     if key is None or not hmac.compare_digest(_sign(key, parts[1].encode()), parts[2]):
@@ -184,12 +223,20 @@ def verify_token(conn: sqlite3.Connection, authorization: str | None, now: float
         claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
     except ValueError:
         return None
+    if not isinstance(claims, dict) or not isinstance(claims.get("exp", 0), int | float):
+        return None
     if claims.get("exp", 0) <= (time.time() if now is None else now):
         return None
-    row = conn.execute(
-        "SELECT client_id, user_id, display_name, can_write FROM sim_identities WHERE client_id = ?",
-        (claims.get("sub"),),
-    ).fetchone()
-    if row is None:
-        return None
-    return Identity(row[0], row[1], row[2], bool(row[3]))
+    return claims
+
+
+def identity_of(conn: sqlite3.Connection, claims: dict) -> Identity | None:
+    """The identity a token's claims name (``sub``), or None when it no longer exists."""
+    return get_identity(conn, str(claims.get("sub")))
+
+
+def verify_token(conn: sqlite3.Connection, authorization: str | None, now: float | None = None) -> Identity | None:
+    """The identity behind an `Authorization: Bearer` header, or None if it is not valid
+    (signature and expiry only: the gateway also checks the audience)."""
+    claims = token_claims(conn, authorization, now)
+    return None if claims is None else identity_of(conn, claims)

@@ -15,6 +15,8 @@ Format (OData v4.0 Part 1 §11.7 "Batch Requests"; RFC 2046 §5.1 multipart; Dat
   the first delimiter (preamble) and after the close (epilogue) is ignored. CRLF is the
   standard line ending; bare LF is accepted too. Boundary-like text that does not start a
   line (e.g. inside a JSON string) is body text.
+* An embedded request body nested deeper than :data:`cutover.sim.jsonguard.MAX_DEPTH` is a
+  format error (the service's JSON reader would otherwise recurse on it).
 * Each part is either ``Content-Type: application/http`` with
   ``Content-Transfer-Encoding: binary`` and an embedded HTTP request, or a change set
   ``Content-Type: multipart/mixed; boundary=...`` whose parts are embedded requests, each
@@ -30,6 +32,8 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
+
+from .jsonguard import MAX_DEPTH, nests_deeper_than
 
 __all__ = [
     "MAX_BATCH_REQUESTS",
@@ -242,11 +246,16 @@ def _parse_http_request(data: bytes, what: str, part_headers: dict[str, str]) ->
     except UnicodeDecodeError:
         raise BatchFormatError(f"{what}: the request URL is not valid UTF-8") from None
     content_id = part_headers.get("content-id") or headers.get("content-id") or None
+    body = data[body_pos:]
+    if nests_deeper_than(body, MAX_DEPTH):
+        raise BatchFormatError(
+            f"{what}: the request body nests arrays and objects more than {MAX_DEPTH} levels deep; the limit is {MAX_DEPTH}"
+        )
     return BatchRequest(
         method=m.group("method").decode("ascii").upper(),
         url=url,
         headers=headers,
-        body=data[body_pos:],
+        body=body,
         content_id=content_id.strip() if content_id else None,
     )
 

@@ -52,8 +52,17 @@ What is served (documented behaviour of the Microsoft identity platform, v2.0 en
 ``GET  /_sim/login/{tenant}/oauth2/v2.0/authorize``
     Interactive (browser) sign-in is not simulated: 400 telling the caller to use device code.
 
-Admin surface (no authentication, like the rest of ``/_sim/``; bodies, answers and refusals
-as every admin endpoint's, see :mod:`cutover.sim.adminkit`):
+Resources: every token endpoint above refuses a scope whose resource is not this simulator
+(its own root under a name it serves and the port it serves, e.g. ``http://127.0.0.1:PORT``,
+or the stable rehearsal resource ``https://rehearsal.cutover.local``) with 400
+``invalid_resource`` AADSTS500011, as the identity platform answers a resource principal it
+does not know — so a profile with a wrong URL fails at sign-in, with a clear message, not at
+its first API call. The API checks a token's audience as well (401 ``invalid_token``).
+
+Admin surface (the admin token in ``X-Cutover-Admin`` and ``Content-Type: application/json``,
+like the rest of ``/_sim/``, checked by :class:`cutover.sim.gateway.Gateway`; bodies, answers
+and refusals as every admin endpoint's, see :mod:`cutover.sim.adminkit`). The protocol
+endpoints above need no admin token (:func:`is_protocol_path`):
 
 ``POST /_sim/login/approve`` ``{"user_code", "user": "operator@contoso.com", "deny": false,
 "can_write": true}``
@@ -101,7 +110,20 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from . import auth, errors
-from .adminkit import admin, conn_of, json_body, log_answer, reject_unknown
+from .adminkit import (
+    Bool,
+    Field,
+    Int,
+    Objects,
+    Text,
+    admin,
+    conn_of,
+    json_body,
+    log_answer,
+    require,
+    simulator_of,
+    validate,
+)
 from .errors import AUTHORITY_HOST, OAuthError, SimError
 from .simulator import RequestLog
 from .store import get_setting, set_setting
@@ -516,6 +538,18 @@ async def _form(request: Request) -> dict[str, str]:
     return form
 
 
+def _require_own_resources(request: Request, scopes: list[str], tenant: dict) -> None:
+    """AADSTS500011 for a scope naming a resource that is not this simulator (its own root
+    under a served name and port, or the stable rehearsal resource)."""
+    hosts = simulator_of(request).hosts
+    for scope in scopes:
+        if scope.lower() in RESERVED_SCOPES:
+            continue
+        resource = auth.resource_of(scope)
+        if not hosts.is_own_resource(resource, request.scope):
+            raise auth.unknown_resource(resource, tenant.get("domain") or tenant["id"])
+
+
 def _require(form: dict, *names: str) -> None:
     for name in names:
         if not form.get(name):
@@ -628,6 +662,7 @@ async def devicecode(request: Request) -> JSONResponse:
         tenant = _tenant_or_raise(conn, request.path_params["tenant"], "invalid_request")
         _require(form, "client_id", "scope")
         _require_app(conn, form["client_id"], tenant)
+        _require_own_resources(request, form["scope"].split(), tenant)
         s = settings(conn)
         st = _state(request)
         now = time.time()
@@ -685,6 +720,7 @@ async def token(request: Request) -> JSONResponse:
                 _check_client_assertion(
                     conn, form, tenant, {segment, tenant["id"], tenant.get("domain") or tenant["id"]}
                 )
+                _require_own_resources(request, scopes, tenant)
                 return auth.mint_access_token(conn, form["client_id"], scopes[0], now)
             if not form.get("client_secret"):
                 _require_app(conn, form["client_id"], tenant)
@@ -693,9 +729,21 @@ async def token(request: Request) -> JSONResponse:
                     "invalid_client",
                     "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
                 )
-            return auth.issue_token(
-                conn, {k: form[k] for k in ("grant_type", "client_id", "client_secret", "scope")}, now
-            )
+            try:
+                return auth.issue_token(
+                    conn,
+                    {k: form[k] for k in ("grant_type", "client_id", "client_secret", "scope")},
+                    now,
+                    accept_resource=lambda resource: simulator_of(request).hosts.is_own_resource(
+                        resource, request.scope
+                    ),
+                )
+            except OAuthError as exc:
+                if exc.error == "invalid_resource":
+                    raise auth.unknown_resource(
+                        auth.resource_of(scopes[0]), tenant.get("domain") or tenant["id"]
+                    ) from None
+                raise
         if grant == DEVICE_GRANT:
             _require(form, "client_id", "device_code")
             st = _state(request)
@@ -743,6 +791,7 @@ async def token(request: Request) -> JSONResponse:
                     f"AADSTS50034: The user account {claims['sub']} does not exist in the directory.",
                 )
             scopes = (form.get("scope") or "").split()
+            _require_own_resources(request, scopes, tenant)
             return _user_token_response(conn, claims["sub"], form["client_id"], tenant["id"], scopes, form, now)
         raise OAuthError(
             400, "unsupported_grant_type", f"AADSTS70003: The app requested an unsupported grant type '{grant}'."
@@ -764,8 +813,13 @@ async def token_endpoint(request: Request) -> JSONResponse:
         )
         return JSONResponse(refusal.body(), status_code=refusal.status)
     form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
+    hosts = simulator_of(request).hosts
     try:
-        return JSONResponse(auth.issue_token(conn_of(request), form))
+        return JSONResponse(
+            auth.issue_token(
+                conn_of(request), form, accept_resource=lambda resource: hosts.is_own_resource(resource, request.scope)
+            )
+        )
     except OAuthError as exc:
         return JSONResponse(exc.body(), status_code=exc.status)
 
@@ -777,13 +831,36 @@ def _refuse(status: int, message: str) -> SimError:
     return SimError(status, errors.INVALID_ARGUMENT, message)
 
 
+_USER = Text(nonempty=True, max_length=256)
+APPROVE: dict[str, Field] = {
+    "user_code": Text(nonempty=True, max_length=64),
+    "user": _USER,
+    "deny": Bool(),
+    "can_write": Bool(),
+}
+CERTIFICATE: dict[str, Field] = {
+    "client_id": Text(nonempty=True, max_length=200),
+    "certificate": Text(nonempty=True, max_length=64 * 1024),
+}
+REVOKE: dict[str, Field] = {"user": _USER}
+TENANT: dict[str, Field] = {"id": Text(nonempty=True, max_length=100), "domain": Text(max_length=253)}
+#: ``PUT /_sim/login/settings``: lifetimes and intervals in seconds, at least 1.
+LOGIN_SETTINGS: dict[str, Field] = {
+    "tenants": Objects(nonempty=True, max_length=100),
+    "device_code_lifetime": Int(minimum=1, maximum=86_400),
+    "device_code_interval": Int(minimum=1, maximum=3600),
+    "refresh_token_lifetime": Int(minimum=1, maximum=365 * 86_400),
+}
+
+
 @admin
 async def approve(request: Request) -> dict:
     """The operator signs in on their phone and approves (or, with ``"deny": true``, declines)
     the sign-in request that shows ``user_code``."""
-    body = await json_body(request)
-    user_code = str(body.get("user_code", ""))
-    user = str(body.get("user") or DEFAULT_USER)
+    body = validate(await json_body(request), APPROVE)
+    require(body, "user_code")
+    user_code = body["user_code"]
+    user = body.get("user", DEFAULT_USER)
     dc = _state(request).by_user_code(user_code) if user_code else None
     if dc is None:
         raise _refuse(
@@ -797,7 +874,7 @@ async def approve(request: Request) -> dict:
     if body.get("deny"):
         dc.state = "declined"
     else:
-        identity = auth.ensure_user(conn_of(request), user, can_write=bool(body.get("can_write", True)))
+        identity = auth.ensure_user(conn_of(request), user, can_write=body.get("can_write", True))
         dc.state, dc.user = "approved", identity.client_id
     return {
         "user_code": dc.user_code,
@@ -828,53 +905,42 @@ async def device_codes(request: Request) -> list:
 async def certificates(request: Request) -> dict | list:
     conn = conn_of(request)
     if request.method == "POST":
-        body = await json_body(request)
-        if not body.get("client_id") or not body.get("certificate"):
+        body = validate(await json_body(request), CERTIFICATE)
+        if "client_id" not in body or "certificate" not in body:
             raise _refuse(400, 'Send {"client_id": …, "certificate": "-----BEGIN CERTIFICATE-----…"}.')
-        return register_certificate(conn, str(body["client_id"]), str(body["certificate"]))
+        return register_certificate(conn, body["client_id"], body["certificate"])
     return list_certificates(conn)
 
 
 @admin
 async def revoke(request: Request) -> dict:
     conn = conn_of(request)
-    body = await json_body(request)
-    user = str(body.get("user") or "")
-    if not user:
+    body = validate(await json_body(request), REVOKE)
+    if "user" not in body:
         raise _refuse(400, 'Send {"user": "operator@contoso.com"}.')
+    user = body["user"]
     revoked = get_setting(conn, REVOKED_KEY, {}) or {}
     revoked[user] = time.time()
     set_setting(conn, REVOKED_KEY, revoked)
     return {"user": user, "revoked_before": revoked[user]}
 
 
-_SETTING_TYPES = {
-    "tenants": list,
-    "device_code_lifetime": int,
-    "device_code_interval": int,
-    "refresh_token_lifetime": int,
-}
-
-
 @admin
 async def settings_endpoint(request: Request) -> dict:
     conn = conn_of(request)
     if request.method == "PUT":
-        body = await json_body(request)
-        reject_unknown(body, _SETTING_TYPES)
+        body = validate(await json_body(request), LOGIN_SETTINGS)
         stored = get_setting(conn, SETTINGS_KEY, {}) or {}
         for key, value in body.items():
             if key == "tenants":
-                if not isinstance(value, list) or not all(isinstance(t, dict) and t.get("id") for t in value):
+                tenants = [validate(t, TENANT, f"tenants[{i}] field") for i, t in enumerate(value)]
+                if not all("id" in t for t in tenants):
                     raise _refuse(
                         400, 'tenants must be a list like [{"id": "<GUID>", "domain": "contoso.onmicrosoft.com"}].'
                     )
-                stored[key] = [{"id": str(t["id"]), "domain": str(t.get("domain") or "")} for t in value]
+                stored[key] = [{"id": t["id"], "domain": t.get("domain", "")} for t in tenants]
             else:
-                number = int(value)
-                if number < 1:
-                    raise _refuse(400, f"{key} must be at least 1.")
-                stored[key] = number
+                stored[key] = value
         set_setting(conn, SETTINGS_KEY, stored)
     return settings(conn)
 
@@ -882,6 +948,22 @@ async def settings_endpoint(request: Request) -> dict:
 @admin
 async def requests_endpoint(request: Request) -> dict | list:
     return log_answer(request, _state(request).log)
+
+
+#: The identity platform's protocol endpoints (what msal and the clients call): Microsoft's
+#: form protocol, no admin token. Everything else under ``/_sim/`` is admin surface.
+PROTOCOL_PATH = re.compile(
+    r"/_sim/token|/_sim/login/[^/]+/(?:v2\.0/\.well-known/openid-configuration|discovery/instance"
+    r"|oauth2/v2\.0/(?:devicecode|token|authorize))"
+)
+_ADMIN_NAMES = frozenset({"approve", "device-codes", "certificates", "revoke", "settings", "requests"})
+
+
+def is_protocol_path(path: str) -> bool:
+    """Whether ``path`` is one of the protocol endpoints (not the admin surface)."""
+    if not PROTOCOL_PATH.fullmatch(path):
+        return False
+    return path == "/_sim/token" or path.split("/")[3] not in _ADMIN_NAMES
 
 
 ROUTES = [

@@ -7,10 +7,29 @@ so every request, batched or not, goes through the same service code.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
-from . import errors
+from . import errors, jsonguard
 from .errors import SimError
+
+
+def parse_json(body: bytes, what: str, *, parse_float: Callable[[str], object] = Decimal) -> object:
+    """A request body as JSON (``null`` when empty), through the one guarded parse
+    (:func:`cutover.sim.jsonguard.loads`: depth, size, no NaN/Infinity); a 400 (413 past the
+    size limit) :data:`~cutover.sim.errors.BAD_PAYLOAD` SimError in Dataverse's words otherwise.
+    ``what`` names the entity type the payload is for. Numbers with a fraction are Decimals."""
+    try:
+        return jsonguard.loads(
+            body or b"null", parse_float=parse_float, limit=jsonguard.API_BODY_LIMIT, what="The request body"
+        )
+    except jsonguard.JsonRefused as exc:
+        raise SimError(
+            exc.status,
+            errors.BAD_PAYLOAD,
+            f"Error identified in Payload provided by the user for Entity :'{what}'. {exc.message}",
+        ) from None
 
 
 @dataclass
@@ -20,7 +39,11 @@ class SimRequest:
     query: list[tuple[str, str]]
     headers: dict[str, str]  # lower-case names
     body: bytes
-    service_root: str  # absolute URL of the service root, ending in "/"
+    service_root: str  # absolute URL of the service root, ending in "/" (configured, never from Host)
+
+    def json(self, what: str) -> object:
+        """The body as JSON, guarded (:func:`parse_json`)."""
+        return parse_json(self.body, what)
 
     @property
     def params(self) -> dict[str, str]:

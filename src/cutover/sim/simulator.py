@@ -6,6 +6,8 @@ identity platform all reach it through :func:`cutover.sim.adminkit.simulator_of`
 
 from __future__ import annotations
 
+import re
+import secrets
 import sqlite3
 import time
 from collections import deque
@@ -13,6 +15,7 @@ from collections import deque
 from . import auth, dualwrite
 from .dataverse_service import DataverseService
 from .fno_service import FnoService
+from .hosts import HostPolicy
 from .protection import Limits, Protection
 
 REQUEST_LOG_LIMIT = 200_000
@@ -45,9 +48,24 @@ class RequestLog:
 
 
 class Simulator:
-    """State of one running simulator: its database, services, knobs and request log."""
+    """State of one running simulator: its database, services, knobs and request log.
 
-    def __init__(self, conn: sqlite3.Connection, limits: Limits | None = None):
+    ``admin_token`` is the secret every ``/_sim/…`` admin request must carry in
+    ``X-Cutover-Admin`` (random per run unless given); ``hosts`` the names it answers to, the
+    root it writes into links and the token audiences it accepts (:mod:`cutover.sim.hosts`)."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        limits: Limits | None = None,
+        *,
+        admin_token: str | None = None,
+        hosts: HostPolicy | None = None,
+    ):
+        if admin_token is not None and not re.fullmatch(r"[A-Za-z0-9._~+/=-]{16,}", admin_token):
+            raise ValueError("admin_token must be at least 16 characters of A-Z a-z 0-9 . _ ~ + / = -")
+        self.admin_token = admin_token or secrets.token_urlsafe(32)
+        self.hosts = hosts or HostPolicy()
         self.conn = conn
         auth.ensure_identities(conn)
         dualwrite.install_maps(conn)
