@@ -282,7 +282,7 @@ class Journal:
         """The inputs the environment's run started with (its latest ``run.started``)."""
         found = None
         for entry in self.entries(env):
-            if entry.kind == "run.started" and "inputs" in entry.data:
+            if entry.kind == "run.started" and entry.data.get("inputs"):
                 found = RunInputs(**entry.data["inputs"])
         return found
 
