@@ -78,9 +78,15 @@ async def count(sim, entity_set: str, filter_: str | None = None) -> int:
     return r.json()["@odata.count"]
 
 
-async def bulk(sim, action: str, targets: list[dict], entity_set: str = MILESTONES, expect: int | None = 200):
-    """POST set/Microsoft.Dynamics.CRM.<action> with {"Targets": [...]}; asserts the status unless expect is None."""
+DOCUMENTED = object()
+
+
+async def bulk(sim, action: str, targets: list[dict], entity_set: str = MILESTONES, expect=DOCUMENTED):
+    """POST set/Microsoft.Dynamics.CRM.<action> with {"Targets": [...]}; asserts the status unless
+    expect is None (by default the documented one: UpsertMultiple 204 No Content, CreateMultiple 200)."""
     r = await sim.dv("POST", f"{entity_set}/Microsoft.Dynamics.CRM.{action}", json={"Targets": targets})
+    if expect is DOCUMENTED:
+        expect = 204 if action == "UpsertMultiple" else 200
     if expect is not None:
         assert r.status_code == expect, r.text
     return r

@@ -536,25 +536,28 @@ async def test_an_unknown_map_is_a_404(sim):
 
 async def test_dual_write_project_configurations_mirror_map_states(sim):
     """DualWriteProjectConfigurations.Status (the only read-only evidence of map state, DESIGN):
-    Running reads Enabled (0), Not running Disabled (1), Paused Queueing (4)."""
+    Running reads Enabled (0), Not running Disabled (1), Paused Queueing (4) — on both rows of
+    a map (issue #8: two rows per map, grouped by ExternalEntityName)."""
 
-    async def status() -> dict[str, str]:
+    async def status() -> dict[str, set[str]]:
         r = await sim.fno("DualWriteProjectConfigurations")
         assert r.status_code == 200
-        return {row["ProjectName"]: row["Status"] for row in r.json()["value"]}
+        out: dict[str, set[str]] = {}
+        for row in r.json()["value"]:
+            out.setdefault(row["ExternalEntityName"], set()).add(row["Status"])
+        return out
 
-    names = {m["name"]: m["project_name"] for m in (await sim.admin("GET", "maps")).json()}
-    assert await status() == dict.fromkeys(names.values(), "Enabled")
+    assert await status() == dict.fromkeys((MILESTONES, ACTUALS, INVOICES), {"Enabled"})
     await op(sim, MILESTONES, "stop")
     await op(sim, ACTUALS, "pause")
-    assert await status() == {names[MILESTONES]: "Disabled", names[ACTUALS]: "Queueing", names[INVOICES]: "Enabled"}
+    assert await status() == {MILESTONES: {"Disabled"}, ACTUALS: {"Queueing"}, INVOICES: {"Enabled"}}
     r = await sim.fno(
         "DualWriteProjectConfigurations?$filter=Status eq Microsoft.Dynamics.DataEntities.DualWriteProjectStatus'Disabled'"
     )
-    assert [row["ProjectName"] for row in r.json()["value"]] == [names[MILESTONES]]
+    assert [row["ExternalEntityName"] for row in r.json()["value"]] == [MILESTONES, MILESTONES]
     await op(sim, MILESTONES, "start")
     await op(sim, ACTUALS, "resume")
-    assert await status() == dict.fromkeys(names.values(), "Enabled")
+    assert await status() == dict.fromkeys((MILESTONES, ACTUALS, INVOICES), {"Enabled"})
 
 
 async def test_the_event_list_records_each_step(sim):

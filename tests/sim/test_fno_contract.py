@@ -18,10 +18,9 @@ import httpx
 import pytest
 
 from cutover.sim import seed as seeding
-from cutover.sim.app import create_app
 from cutover.sim.schema import FNO_ENUMS, FNO_SETS, MONEY_SCALE
 from cutover.sim.store import connect
-from tests.conftest import FNO, SimHarness, fixed_price_line, milestone_payload
+from tests.conftest import FNO, SimHarness, fixed_price_line, harness_app, harness_client, milestone_payload
 
 ENUM_INVOICED = "Microsoft.Dynamics.DataEntities.ProjTransStatus'Invoiced'"
 ENUM_REGISTERED = "Microsoft.Dynamics.DataEntities.ProjTransStatus'Registered'"
@@ -90,9 +89,9 @@ def gl_25k_world(tmp_path_factory) -> Path:
 async def test_fno_serves_at_most_10000_rows_a_page_and_a_walk_returns_every_gl_line_once(gl_25k_world):
     """F&O pages server-side at 10,000 rows with @odata.nextLink (DESIGN: Domain facts, F&O);
     following the links returns each of the 25,000 GL lines exactly once."""
-    app = create_app(gl_25k_world)
+    app = harness_app(gl_25k_world)
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim.test") as client:
+        async with harness_client(app) as client:
             sim = SimHarness(client, gl_25k_world, app)
             rows, pages = await walk(
                 sim, "GeneralJournalAccountEntryBiEntities?$select=SourceKey,AccountingCurrencyAmount"
@@ -109,9 +108,9 @@ async def test_fno_serves_at_most_10000_rows_a_page_and_a_walk_returns_every_gl_
 async def test_a_client_cannot_get_more_than_10000_rows_in_one_page(gl_25k_world):
     """The 10,000-row page is the server's cap: asking for a bigger page still gets 10,000 and a
     nextLink (DESIGN: "at most 10,000 rows a page")."""
-    app = create_app(gl_25k_world)
+    app = harness_app(gl_25k_world)
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim.test") as client:
+        async with harness_client(app) as client:
             sim = SimHarness(client, gl_25k_world, app)
             r = await sim.fno(
                 "GeneralJournalAccountEntryBiEntities?$select=SourceKey", headers={"Prefer": "odata.maxpagesize=50000"}

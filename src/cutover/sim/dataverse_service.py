@@ -2,6 +2,14 @@
 
 Each request runs in its own SAVEPOINT, so a failure leaves nothing half-written; a
 `$batch` changeset wraps its requests in one more SAVEPOINT and so is atomic.
+
+Also served (issue #8): the service document (``GET /api/data/v9.2/``), the metadata API
+(``EntityDefinitions``…, see entity_metadata.py), alternate keys ``set(name='value')``, the
+invoice actions of invoices.py (bound create and confirm, the unbound
+``msdyn_ProjectServiceCreateInvoices``), background invoice jobs (jobs.py), dual-write's map
+tables read-only, and the rehearsal switch ``map_state_hidden_from`` (403 on map state).
+A query option the simulator does not implement is refused with 400 naming it (query.py).
+``If-Match: *`` together with ``If-None-Match: *`` is refused with 400 — the simulator's choice.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from urllib.parse import unquote, urlsplit
 
-from . import dualwrite, errors, invoices
+from . import dualwrite, entity_metadata, errors, invoices, jobs
 from .auth import Identity
 from .batch import (
     MAX_BATCH_REQUESTS,
@@ -27,8 +35,8 @@ from .batch import (
 )
 from .errors import SimError
 from .messages import ODATA_HEADERS, SimRequest, SimResponse, json_response
-from .metadata import dataverse_metadata
-from .query import parse_options, read_one, read_page
+from .metadata import UNBOUND_CREATE_ACTION, dataverse_metadata
+from .query import SINGLE_OPTIONS, check_options, parse_options, read_one, read_page
 from .schema import (
     BILLING_FIXED_PRICE,
     DATAVERSE,
@@ -50,6 +58,7 @@ MONEY_LIMIT = Decimal("922337203685477")
 CONCURRENCY_VERSION_MISMATCH = "0x80060882"
 DEFAULT_CREATE_ACTION = "msdyn_NewInvoiceContract"
 DEFAULT_CONFIRM_ACTION = "msdyn_PostInvoice"
+METADATA_ROOTS = ("EntityDefinitions", "GlobalOptionSetDefinitions")
 _savepoints = iter(range(1, 1 << 62))
 
 
@@ -89,6 +98,68 @@ def _split_segment(segment: str) -> tuple[str, str | None]:
     return segment, None
 
 
+def _key_pairs(raw: str) -> dict[str, str]:
+    """ "name='va''lue',other=5" -> {"name": "va'lue", "other": "5"} (an OData key predicate)."""
+    pairs: dict[str, str] = {}
+    rest = raw.strip()
+    while rest:
+        name, eq, rest = rest.partition("=")
+        if not eq:
+            raise SimError(400, errors.ODATA_URI_ERROR, f"Bad Request - Error in query syntax: key '{raw}'.")
+        rest = rest.lstrip()
+        if rest.startswith("'"):
+            i, value = 1, []
+            while i < len(rest):
+                if rest[i] == "'":
+                    if rest[i + 1 : i + 2] == "'":
+                        value.append("'")
+                        i += 2
+                        continue
+                    break
+                value.append(rest[i])
+                i += 1
+            else:
+                raise SimError(400, errors.ODATA_URI_ERROR, f"Bad Request - Error in query syntax: key '{raw}'.")
+            text, rest = "".join(value), rest[i + 1 :]
+        else:
+            text, _, rest = rest.partition(",")
+            text, rest = text.strip(), "," + rest if rest else ""
+        pairs[name.strip()] = text
+        rest = rest.lstrip()
+        if rest.startswith(","):
+            rest = rest[1:]
+        elif rest:
+            raise SimError(400, errors.ODATA_URI_ERROR, f"Bad Request - Error in query syntax: key '{raw}'.")
+    return pairs
+
+
+def alternate_key(entity: EntitySet, raw: str) -> dict[str, str] | None:
+    """The alternate-key values of ``set(name='value')``, or None when ``raw`` names the primary key."""
+    text = raw.strip()
+    if "=" not in text:
+        return None
+    pairs = _key_pairs(text)
+    if set(pairs) == {entity.key[0]}:
+        return None
+    for key in entity.alternate_keys:
+        if set(pairs) == set(key):
+            return pairs
+    known = [entity.key[0]] + [",".join(k) for k in entity.alternate_keys]
+    raise SimError(
+        400,
+        errors.ODATA_URI_ERROR,
+        f"'{', '.join(pairs)}' is not a key of {entity.type_name}; its keys: {'; '.join(known)}.",
+    )
+
+
+def find_by_alternate_key(conn: sqlite3.Connection, entity: EntitySet, values: dict[str, str]) -> str | None:
+    where = " AND ".join(f'"{k}" = ?' for k in values)
+    row = conn.execute(
+        f'SELECT "{entity.key[0]}" FROM "{entity.table}" WHERE {where}', list(values.values())
+    ).fetchone()
+    return None if row is None else row[0]
+
+
 def _parse_key(entity: EntitySet, raw: str) -> str:
     text = raw.strip()
     key_name = entity.key[0]
@@ -126,6 +197,11 @@ class DataverseService:
     # --- dispatch -------------------------------------------------------------------------
 
     def handle(self, req: SimRequest, identity: Identity) -> SimResponse:
+        """Answer one request from a client: long-running jobs that are due run first."""
+        jobs.run_due(self.conn)
+        return self._handle(req, identity)
+
+    def _handle(self, req: SimRequest, identity: Identity) -> SimResponse:
         try:
             with Savepoint(self.conn):
                 return self._route(req, identity)
@@ -135,7 +211,12 @@ class DataverseService:
     def _route(self, req: SimRequest, identity: Identity) -> SimResponse:
         path = unquote(req.path.strip("/"))
         method = req.method.upper()
+        if path == "":
+            self._method(method, "GET", "the service document")
+            check_options(req.params, {"$format"}, "the service document")
+            return json_response(200, service_document(req.service_root, DATAVERSE.values()))
         if path == "$metadata":
+            check_options(req.params, set(), "$metadata")
             s = settings(self.conn)
             return SimResponse(
                 200,
@@ -144,22 +225,46 @@ class DataverseService:
             )
         if path in ("WhoAmI", "WhoAmI()"):
             self._method(method, "GET", path)
+            check_options(req.params, set(), "WhoAmI")
             return self._whoami(req, identity)
         if path == "$batch":
             self._method(method, "POST", path)
+            check_options(req.params, set(), "$batch")
             return self._batch(req, identity)
         segments = path.split("/")
         set_name, key_text = _split_segment(segments[0])
+        if set_name in METADATA_ROOTS:
+            self._method(method, "GET", set_name)
+            return json_response(200, entity_metadata.handle(segments, req.params, req.service_root))
+        if path == UNBOUND_CREATE_ACTION or path == f"{DATAVERSE_NAMESPACE}.{UNBOUND_CREATE_ACTION}":
+            self._method(method, "POST", path)
+            self._require_write(identity, DATAVERSE["invoices"])
+            check_options(req.params, set(), path)
+            return self._create_invoices(req)
         entity = DATAVERSE.get(set_name)
         if entity is None:
             raise errors.unknown_segment(set_name)
-        if method != "GET" and not identity.can_write:
+        if entity.read_only and method != "GET":
+            raise SimError(
+                405,
+                errors.ODATA_URI_ERROR,
+                f"{entity.name} is read-only in the simulator: dual-write keeps it; change maps through the dual-write "
+                "page (/_sim/maps) instead.",
+                {"Allow": "GET"},
+            )
+        if (
+            method == "GET"
+            and entity.name in dualwrite.MAP_STATE_SETS
+            and dualwrite.hidden_from(self.conn, identity.client_id)
+        ):
             raise SimError(
                 403,
                 errors.PRIVILEGE_DENIED,
                 f"Principal user (Id={identity.user_id}, type=8, roleCount=1, privilegeCount=412, accessMode=4), is missing "
-                f"prvWrite{entity.type_name} privilege on OTC=0 for entity '{entity.type_name}'. Ask your administrator to assign a role with write access.",
+                f"prvRead{entity.type_name} privilege on OTC=0 for entity '{entity.type_name}' (rehearsal: map state hidden from this identity).",
             )
+        if method != "GET":
+            self._require_write(identity, entity)
         if len(segments) > 2:
             raise errors.unknown_segment(segments[2])
         if len(segments) == 2:
@@ -170,7 +275,19 @@ class DataverseService:
             if method == "POST":
                 return self._create(req, entity)
             raise self._not_allowed(method, set_name)
-        key = _parse_key(entity, key_text)
+        alternate = alternate_key(entity, key_text)
+        if alternate is not None:
+            key = find_by_alternate_key(self.conn, entity, alternate)
+            if key is None:
+                if method != "PATCH":
+                    raise SimError(
+                        404,
+                        errors.OBJECT_DOES_NOT_EXIST,
+                        f"A record with the specified key values does not exist in {entity.type_name} entity ({key_text}).",
+                    )
+                return self._upsert(req, entity, None, alternate)
+        else:
+            key = _parse_key(entity, key_text)
         if method == "GET":
             return self._get(req, entity, key)
         if method == "PATCH":
@@ -178,6 +295,16 @@ class DataverseService:
         if method == "DELETE":
             return self._delete(req, entity, key)
         raise self._not_allowed(method, segments[0])
+
+    @staticmethod
+    def _require_write(identity: Identity, entity: EntitySet) -> None:
+        if not identity.can_write:
+            raise SimError(
+                403,
+                errors.PRIVILEGE_DENIED,
+                f"Principal user (Id={identity.user_id}, type=8, roleCount=1, privilegeCount=412, accessMode=4), is missing "
+                f"prvWrite{entity.type_name} privilege on OTC=0 for entity '{entity.type_name}'. Ask your administrator to assign a role with write access.",
+            )
 
     @staticmethod
     def _not_allowed(method: str, what: str) -> SimError:
@@ -206,6 +333,7 @@ class DataverseService:
         return json_response(200, page.body, records=page.rows, **headers)
 
     def _get(self, req: SimRequest, entity: EntitySet, key: str) -> SimResponse:
+        check_options(req.params, SINGLE_OPTIONS["dataverse"], f"a single {entity.type_name}")
         select = None
         if req.params.get("$select"):
             select = parse_options(entity, {"$select": req.params["$select"]}, None).select
@@ -296,7 +424,7 @@ class DataverseService:
         if target_name != f.target or key_text is None:
             raise errors.bad_payload(f"'{f.navigation}@odata.bind' must point into {f.target}, not '{value}'.")
         target = DATAVERSE[f.target]
-        key = _parse_key(target, key_text)
+        key = self._existing_key(target, key_text)
         exists = self.conn.execute(f'SELECT 1 FROM "{target.table}" WHERE "{target.key[0]}" = ?', (key,)).fetchone()
         if not exists:
             raise errors.not_found_record(target.type_name, key)
@@ -429,18 +557,41 @@ class DataverseService:
         return SimResponse(204, b"", {"OData-Version": "4.0", "OData-EntityId": url}, records=1, writes=True)
 
     def _create(self, req: SimRequest, entity: EntitySet) -> SimResponse:
+        check_options(req.params, {"$select"}, f"a {entity.type_name} create")
         values = self._columns_from_payload(entity, _loads(req.body, entity.type_name), None)
         key, _ = self.write(entity, values, mode="create")
         return self._write_response(req, entity, key, True)
 
-    def _upsert(self, req: SimRequest, entity: EntitySet, key: str) -> SimResponse:
-        values = self._columns_from_payload(entity, _loads(req.body, entity.type_name), key)
-        mode = "upsert"
+    def _upsert(
+        self, req: SimRequest, entity: EntitySet, key: str | None, alternate: dict[str, str] | None = None
+    ) -> SimResponse:
+        """PATCH: update or create. ``key`` None with ``alternate``: no row has those alternate-key
+        values yet — a create that sets them (or a 404 under If-Match)."""
+        check_options(req.params, {"$select"}, f"a {entity.type_name} update")
         if_match = req.headers.get("if-match", "").strip()
+        if_none_match = req.headers.get("if-none-match", "").strip()
+        if if_match == "*" and if_none_match == "*":
+            raise SimError(
+                400,
+                errors.INVALID_ARGUMENT,
+                "If-Match: * and If-None-Match: * cannot be sent together: one prevents the create, the other the update.",
+            )
+        values = self._columns_from_payload(entity, _loads(req.body, entity.type_name), key)
+        if alternate is not None:
+            for name, text in alternate.items():
+                given = values.get(name)
+                if given is not None and str(given) != text:
+                    raise errors.bad_payload(
+                        f"The payload's {name} ({given}) differs from the key in the URL ({text})."
+                    )
+                values[name] = _convert(entity, entity.by_name[name], _key_value(entity.by_name[name], text))
+        mode = "upsert"
         if if_match:
             mode = "update"
+            if key is None:
+                raise errors.not_found_record(entity.type_name, ",".join(f"{k}={v}" for k, v in alternate.items()))
             self._check_version(entity, key, if_match)
-        if req.headers.get("if-none-match", "").strip() == "*":
+        if if_none_match == "*":
             mode = "create"
         key, created = self.write(entity, values, mode=mode)
         return self._write_response(req, entity, key, created)
@@ -462,6 +613,7 @@ class DataverseService:
             )
 
     def _delete(self, req: SimRequest, entity: EntitySet, key: str) -> SimResponse:
+        check_options(req.params, set(), f"a {entity.type_name} delete")
         current = self._existing(entity, key)
         if current is None:
             raise errors.not_found_record(entity.type_name, key)
@@ -482,6 +634,7 @@ class DataverseService:
             raise errors.unknown_segment(segment)
         name = segment[len(prefix) :]
         self._method(req.method.upper(), "POST", segment)
+        check_options(req.params, set(), name)
         s = settings(self.conn)
         if key_text is None and name in ("CreateMultiple", "UpsertMultiple"):
             if entity.name not in s["bulk_sets"]:
@@ -492,16 +645,68 @@ class DataverseService:
                 )
             return self._bulk(req, entity, name)
         if key_text is not None and entity.name == "salesorders" and name == s["create_action"]:
-            key = _parse_key(entity, key_text)
+            key = self._existing_key(entity, key_text)
+            if jobs.delay(self.conn) > 0:
+                self._schedule_create(key)
+                return SimResponse(204, b"", {"OData-Version": "4.0"}, records=1, writes=True)
             invoice_id = invoices.create_invoice(self.conn, key)
             body = read_one(self.conn, DATAVERSE["invoices"], (invoice_id,))
             ctx = json.dumps(f"{req.service_root}$metadata#invoices/$entity")
             return json_response(200, '{"@odata.context":' + ctx + "," + body[1:], records=1, writes=True)
         if key_text is not None and entity.name == "invoices" and name == s["confirm_action"]:
-            key = _parse_key(entity, key_text)
-            invoices.confirm_invoice(self.conn, key)
+            key = self._existing_key(entity, key_text)
+            if jobs.delay(self.conn) > 0:
+                invoices.check_can_confirm(self.conn, key)
+                if jobs.pending(self.conn, jobs.CONFIRM, key):
+                    raise SimError(
+                        400,
+                        errors.INVALID_ARGUMENT,
+                        f"Invoice {key} is already being confirmed in the background; wait for it to finish.",
+                    )
+                jobs.schedule(self.conn, jobs.CONFIRM, key)
+            else:
+                invoices.confirm_invoice(self.conn, key)
             return SimResponse(204, b"", {"OData-Version": "4.0"}, records=1, writes=True)
         raise errors.unknown_segment(segment)
+
+    def _existing_key(self, entity: EntitySet, key_text: str) -> str:
+        alternate = alternate_key(entity, key_text)
+        if alternate is None:
+            return _parse_key(entity, key_text)
+        key = find_by_alternate_key(self.conn, entity, alternate)
+        if key is None:
+            raise errors.not_found_record(entity.type_name, key_text)
+        return key
+
+    def _schedule_create(self, contract_id: str) -> None:
+        invoices.check_can_create(self.conn, contract_id)
+        if jobs.pending(self.conn, jobs.CREATE, contract_id):
+            raise SimError(
+                400,
+                errors.INVALID_ARGUMENT,
+                f"An invoice for contract {contract_id} is already being created in the background; wait for it to finish.",
+            )
+        jobs.schedule(self.conn, jobs.CREATE, contract_id)
+
+    def _create_invoices(self, req: SimRequest) -> SimResponse:
+        """Unbound msdyn_ProjectServiceCreateInvoices {"ContractIds": "id1,id2"}: one draft per
+        contract, all or nothing; no return value (204)."""
+        payload = _loads(req.body, UNBOUND_CREATE_ACTION)
+        if not isinstance(payload, dict):
+            raise errors.bad_payload(f"{UNBOUND_CREATE_ACTION} needs a JSON object with 'ContractIds'.")
+        unknown = set(payload) - {"ContractIds"}
+        if unknown:
+            raise errors.bad_payload(
+                f"{UNBOUND_CREATE_ACTION} has no parameter {', '.join(sorted(unknown))}; it takes ContractIds."
+            )
+        ids = invoices.parse_contract_ids(payload.get("ContractIds"))
+        background = jobs.delay(self.conn) > 0
+        for contract_id in ids:
+            if background:
+                self._schedule_create(contract_id)
+            else:
+                invoices.create_invoice(self.conn, contract_id)
+        return SimResponse(204, b"", {"OData-Version": "4.0"}, records=len(ids), writes=True)
 
     def _bulk(self, req: SimRequest, entity: EntitySet, name: str) -> SimResponse:
         payload = _loads(req.body, entity.type_name)
@@ -521,18 +726,48 @@ class DataverseService:
                     f'Target {index} of {name} has no \'@odata.type\'; each target must carry "@odata.type": "{DATAVERSE_NAMESPACE}.{entity.type_name}".'
                 )
             try:
-                values = self._columns_from_payload(entity, target, None)
+                body = {k: v for k, v in target.items() if k != "@odata.id"}
+                key, alternate = self._target_identity(entity, target.get("@odata.id"))
+                values = self._columns_from_payload(entity, body, key)
+                for field_name, text in (alternate or {}).items():
+                    given = values.get(field_name)
+                    if given is not None and str(given) != text:
+                        raise errors.bad_payload(
+                            f"The target's {field_name} ({given}) differs from its @odata.id ({text})."
+                        )
+                    values[field_name] = _convert(
+                        entity, entity.by_name[field_name], _key_value(entity.by_name[field_name], text)
+                    )
                 key, _ = self.write(entity, values, mode="create" if name == "CreateMultiple" else "upsert")
             except SimError as exc:
                 exc.message = f"{name} target {index}: {exc.message}"
                 raise
             ids.append(key)
+        if name == "UpsertMultiple":  # documented: 204 No Content
+            return SimResponse(204, b"", {"OData-Version": "4.0"}, records=len(ids), writes=True)
         return json_response(
             200,
             {"@odata.context": f"{req.service_root}$metadata#{DATAVERSE_NAMESPACE}.{name}Response", "Ids": ids},
             records=len(ids),
             writes=True,
         )
+
+    def _target_identity(self, entity: EntitySet, odata_id: object) -> tuple[str | None, dict[str, str] | None]:
+        """A bulk target's ``@odata.id`` (``set(<id>)``, ``set(key='value')``, or an absolute URL):
+        (primary key or None, alternate-key values or None)."""
+        if odata_id is None:
+            return None, None
+        if not isinstance(odata_id, str):
+            raise errors.bad_payload("'@odata.id' must be an entity URL such as 'set(<id>)'.")
+        path = urlsplit(odata_id).path if "://" in odata_id else odata_id
+        segment = unquote(path.rstrip("/").rsplit("/", 1)[-1])
+        set_name, key_text = _split_segment(segment)
+        if set_name != entity.name or key_text is None:
+            raise errors.bad_payload(f"'@odata.id' must name a record of {entity.name}, not '{odata_id}'.")
+        alternate = alternate_key(entity, key_text)
+        if alternate is None:
+            return _parse_key(entity, key_text), None
+        return find_by_alternate_key(self.conn, entity, alternate), alternate
 
     # --- $batch ---------------------------------------------------------------------------
 
@@ -615,7 +850,7 @@ class DataverseService:
                 SimError(400, errors.BAD_PAYLOAD, "A $batch cannot contain another $batch.").dataverse_body(),
                 dict(ODATA_HEADERS),
             )
-        return self.handle(request, identity)
+        return self._handle(request, identity)
 
     def _inner(self, outer: SimRequest, inner: BatchRequest, references: dict[str, str]) -> SimRequest:
         url = inner.url
@@ -715,3 +950,21 @@ def _convert(entity: EntitySet, f: Field, value: object) -> object:
 
 def _bad_date(value: str) -> str:
     raise ValueError(value)
+
+
+def _key_value(f: Field, text: str) -> object:
+    """A key value from a URL (text) as the JSON value field ``f`` takes."""
+    if f.kind in (Kind.INT, Kind.BIGINT, Kind.OPTION):
+        try:
+            return int(text)
+        except ValueError:
+            raise errors.bad_payload(f"The key value '{text}' of '{f.name}' is not an integer.") from None
+    return text
+
+
+def service_document(root: str, sets) -> dict:
+    """The OData service document: every entity set served, as ``{name, kind, url}``."""
+    return {
+        "@odata.context": f"{root}$metadata",
+        "value": [{"name": s.name, "kind": "EntitySet", "url": s.name} for s in sets],
+    }

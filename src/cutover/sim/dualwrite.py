@@ -14,16 +14,31 @@ Rules (DESIGN.md, "Dual-write behaviour that the runbook exists to control"):
 Map configuration changes (refresh tables, save-as, choosing a version) need a stopped map,
 as in the F&O dual-write page. Propagation runs inside the Dataverse write's transaction:
 if F&O refuses, the Dataverse write fails too (dual-write is synchronous).
+
+Where the map state can be read (:func:`publish`):
+- F&O ``DualWriteProjectConfigurations``: two rows per map (Microsoft's live-sync
+  troubleshooting guide: "2 records for every dual write mapping"), each with its own
+  ProjectName (the simulator's ``<project>`` and ``<project>_reverse``; the real names are not
+  documented), both naming the map's Dataverse table in ExternalEntityName; Status mirrors the
+  map state in both (Running/Initializing/Resuming -> Enabled, Not running -> Disabled, Paused ->
+  Queueing: our assumption); AsyncMode RequiredSync, or RequiredAsync for the invoices and
+  actuals maps when the rehearsal setting ``dualwrite_async_invoicing`` is on.
+- Dataverse ``msdyn_dualwriteentitymaps`` (one row per saved version, ``msdyn_mapping`` JSON) and
+  ``msdyn_dualwriteruntimeconfigs`` (``msdyn_unsecure`` JSON with ``EntityMapVersion``, the
+  version the map runs on): where public code (Microsoft's unsupported Dual-write-automations
+  and third-party tools) reads them — not a documented contract.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from . import errors
+from .adminkit import Field
 from .errors import SimError
 from .reference import (
     ACCOUNT_ACCRUED_REVENUE,
@@ -41,13 +56,32 @@ from .reference import (
     accounting_currency,
     convert,
 )
-from .schema import PROJ_TRANS_STATUS
+from .schema import DUAL_WRITE_ASYNC_MODE, PROJ_TRANS_STATUS
 from .store import get_setting, next_counter
 
 NOT_RUNNING, INITIALIZING, RUNNING, PAUSED, RESUMING = "Not running", "Initializing", "Running", "Paused", "Resuming"
 STATES = (NOT_RUNNING, INITIALIZING, RUNNING, PAUSED, RESUMING)
 # DualWriteProjectConfigurations.Status: 0 Enabled, 1 Disabled, 4 Queueing
 CONFIG_STATUS = {NOT_RUNNING: 1, INITIALIZING: 0, RUNNING: 0, PAUSED: 4, RESUMING: 0}
+
+# DualWriteProjectConfigurations.AsyncMode member names (DualWriteAsyncMode enum)
+REQUIRED_SYNC, REQUIRED_ASYNC = "RequiredSync", "RequiredAsync"
+ASYNC_SETTING = "dualwrite_async_invoicing"
+MAP_NAMESPACE = uuid.UUID("0f6f2f4e-5a43-4a55-9d3c-9d8e1f2a7b10")
+
+# Rehearsal switch (the "blind" rehearsal): identities (client ids; "*" = every identity) that
+# are refused (403) the sets where map state can be read.
+HIDDEN_SETTING = "map_state_hidden_from"
+MAP_STATE_SETS = ("msdyn_dualwriteentitymaps", "msdyn_dualwriteruntimeconfigs", "DualWriteProjectConfigurations")
+
+#: Rehearsal settings of dual-write, on /_sim/settings (cutover.sim.admin.settings_table):
+#: ``dualwrite_async_invoicing`` puts the invoices and actuals maps' configurations into
+#: AsyncMode RequiredAsync (the asynchronous invoice integration the cutover procedure does
+#: not cover); ``map_state_hidden_from`` lists client ids ("*" = all) refused map state (403).
+ADMIN_SETTINGS = {
+    "dualwrite_async_invoicing": Field("bool", default=False),
+    HIDDEN_SETTING: Field("texts", max_length=200, sort=True, default=[]),
+}
 
 MILESTONE_MAP = "msdyn_contractlinescheduleofvalues"
 ACTUALS_MAP = "msdyn_actuals"
@@ -68,6 +102,7 @@ class MapDefinition:
     project_name: str
     original_version: str
     mappings: tuple[dict, ...]
+    internal_entity: str = ""  # DualWriteProjectConfigurations.InternalEntityName (simulator's name)
 
 
 DEFAULT_MAPS = (
@@ -83,6 +118,7 @@ DEFAULT_MAPS = (
             _m("TRANSACTIONDATE", "msdyn_invoicedate"),
             _m("CONTRACTLINEID", "msdyn_contractlineid.msdyn_contractlineid"),
         ),
+        "ProjectContractLineMilestoneEntity",
     ),
     MapDefinition(
         ACTUALS_MAP,
@@ -90,6 +126,7 @@ DEFAULT_MAPS = (
         "ProjectOperationsIntegrationActuals_msdyn_actuals",
         "1.0.0.3",
         (_m("TRANSID", "msdyn_actualid"), _m("SALESAMOUNT", "msdyn_amount")),
+        "ProjectOperationsIntegrationActualEntity",
     ),
     MapDefinition(
         INVOICES_MAP,
@@ -97,6 +134,7 @@ DEFAULT_MAPS = (
         "ProjectInvoiceProposalV2_invoices",
         "1.0.0.2",
         (_m("PROPOSALID", "invoicenumber"), _m("INVOICEAMOUNT", "totalamount")),
+        "ProjectInvoiceProposalV2Entity",
     ),
 )
 MAP_NAMES = tuple(d.name for d in DEFAULT_MAPS)
@@ -128,7 +166,7 @@ def install_maps(conn: sqlite3.Connection) -> None:
             ),
         )
         _event(conn, d.name, "installed", f"version {d.original_version}, state {RUNNING}")
-    sync_configurations(conn)
+    publish(conn)
 
 
 def _event(conn: sqlite3.Connection, name: str, event: str, detail: str) -> None:
@@ -137,14 +175,121 @@ def _event(conn: sqlite3.Connection, name: str, event: str, detail: str) -> None
     )
 
 
+def hidden_from(conn: sqlite3.Connection, client_id: str | None) -> bool:
+    """Whether the rehearsal hides map state (MAP_STATE_SETS) from this identity."""
+    hidden = get_setting(conn, HIDDEN_SETTING, []) or []
+    return "*" in hidden or (client_id is not None and client_id in hidden)
+
+
+def configuration_names(project_name: str) -> tuple[str, str]:
+    """The two DualWriteProjectConfigurations rows of one map (the simulator's names)."""
+    return project_name, f"{project_name}_reverse"
+
+
+def publish(conn: sqlite3.Connection) -> None:
+    """Mirror the maps where clients can read them: F&O's configurations, Dataverse's map tables."""
+    sync_configurations(conn)
+    sync_dataverse_tables(conn)
+
+
 def sync_configurations(conn: sqlite3.Connection) -> None:
-    """Mirror map states into F&O's DualWriteProjectConfigurations (the read-only evidence)."""
-    for project, state in conn.execute("SELECT project_name, state FROM sim_maps").fetchall():
-        conn.execute(
-            'INSERT INTO "fno_DualWriteProjectConfigurations"("ProjectName", "Status") VALUES (?, ?) '
-            'ON CONFLICT("ProjectName") DO UPDATE SET "Status" = excluded."Status"',
-            (project, CONFIG_STATUS[state]),
+    """Mirror map states into F&O's DualWriteProjectConfigurations (the read-only evidence):
+    two rows per map; rows of no current map (an older simulator's single row) are removed."""
+    async_invoicing = bool(get_setting(conn, ASYNC_SETTING, False))
+    internal = {d.name: d.internal_entity for d in DEFAULT_MAPS}
+    wanted: list[str] = []
+    for name, project, state in conn.execute("SELECT name, project_name, state FROM sim_maps").fetchall():
+        mode = REQUIRED_ASYNC if async_invoicing and name in (INVOICES_MAP, ACTUALS_MAP) else REQUIRED_SYNC
+        for row_name in configuration_names(project):
+            wanted.append(row_name)
+            conn.execute(
+                'INSERT INTO "fno_DualWriteProjectConfigurations"("ProjectName", "InternalEntityName", "ExternalEntityName", '
+                '"Status", "AsyncMode") VALUES (?, ?, ?, ?, ?) ON CONFLICT("ProjectName") DO UPDATE SET '
+                '"InternalEntityName" = excluded."InternalEntityName", "ExternalEntityName" = excluded."ExternalEntityName", '
+                '"Status" = excluded."Status", "AsyncMode" = excluded."AsyncMode"',
+                (row_name, internal.get(name, ""), name, CONFIG_STATUS[state], DUAL_WRITE_ASYNC_MODE.members[mode]),
+            )
+    marks = ", ".join("?" for _ in wanted)
+    conn.execute(f'DELETE FROM "fno_DualWriteProjectConfigurations" WHERE "ProjectName" NOT IN ({marks})', wanted)
+
+
+def mapping_json(mappings: list[dict]) -> str:
+    """A version's field mappings as ``msdyn_mapping`` text: ValueMap transforms in the
+    documented ``{"transformType": "ValueMap", "valueMap": {fno: dataverse}}`` shape."""
+    out = []
+    for m in mappings:
+        t = m.get("transform")
+        out.append(
+            {
+                "sourceField": m["fno_field"],
+                "destinationField": m["dataverse_field"],
+                "syncDirection": m["direction"],
+                "valueTransforms": [{"transformType": "ValueMap", "valueMap": dict(t["values"])}] if t else [],
+            }
         )
+    return json.dumps(out)
+
+
+def _upsert_dv(conn: sqlite3.Connection, table: str, key: str, key_value: str, values: dict) -> None:
+    """Insert or update one row of a dual-write Dataverse table; the ETag moves only on a change."""
+    now = _now()
+    cur = conn.execute(
+        f'SELECT {", ".join(chr(34) + c + chr(34) for c in values)} FROM "{table}" WHERE "{key}" = ?', (key_value,)
+    )
+    row = cur.fetchone()
+    if row is None:
+        cols = [key, *values, "sim_createdon", "sim_modifiedon"]
+        conn.execute(
+            f'INSERT INTO "{table}"({", ".join(chr(34) + c + chr(34) for c in cols)}) VALUES ({", ".join("?" for _ in cols)})',
+            (key_value, *values.values(), now, now),
+        )
+    elif tuple(row) != tuple(values.values()):
+        sets = ", ".join(f'"{c}" = ?' for c in values)
+        conn.execute(
+            f'UPDATE "{table}" SET {sets}, sim_version = sim_version + 1, sim_modifiedon = ? WHERE "{key}" = ?',
+            (*values.values(), now, key_value),
+        )
+
+
+def sync_dataverse_tables(conn: sqlite3.Connection) -> None:
+    """Mirror map versions into msdyn_dualwriteentitymaps and the version each map runs on into
+    msdyn_dualwriteruntimeconfigs."""
+    keep_versions: list[str] = []
+    for m in list_maps(conn):
+        for v in m["versions"]:
+            ident = str(uuid.uuid5(MAP_NAMESPACE, f"{m['name']}/{v['version']}"))
+            keep_versions.append(ident)
+            _upsert_dv(
+                conn,
+                "dv_msdyn_dualwriteentitymaps",
+                "msdyn_dualwriteentitymapid",
+                ident,
+                {
+                    "msdyn_name": m["name"],
+                    "msdyn_displayname": m["title"],
+                    "msdyn_version": v["version"],
+                    "msdyn_description": v["description"],
+                    "msdyn_mapping": mapping_json(v["mappings"]),
+                    "ismanaged": int(v["publisher"] == "Microsoft"),
+                },
+            )
+        _upsert_dv(
+            conn,
+            "dv_msdyn_dualwriteruntimeconfigs",
+            "msdyn_dualwriteruntimeconfigid",
+            str(uuid.uuid5(MAP_NAMESPACE, m["name"])),
+            {
+                "msdyn_name": m["name"],
+                "msdyn_unsecure": json.dumps(
+                    {"EntityMapName": m["name"], "EntityMapVersion": m["active_version"], "DisplayName": m["title"]}
+                ),
+                "statecode": 0,
+            },
+        )
+    marks = ", ".join("?" for _ in keep_versions)
+    conn.execute(
+        f'DELETE FROM "dv_msdyn_dualwriteentitymaps" WHERE "msdyn_dualwriteentitymapid" NOT IN ({marks})', keep_versions
+    )
 
 
 def get_map(conn: sqlite3.Connection, name: str) -> dict:
@@ -193,7 +338,7 @@ def _state(conn: sqlite3.Connection, name: str) -> str:
 def _set_state(conn: sqlite3.Connection, name: str, state: str, event: str) -> None:
     conn.execute("UPDATE sim_maps SET state = ? WHERE name = ?", (state, name))
     _event(conn, name, event, f"state {state}")
-    sync_configurations(conn)
+    publish(conn)
 
 
 def _conflict(message: str) -> SimError:
@@ -310,6 +455,7 @@ def save_as(
     )
     conn.execute("UPDATE sim_maps SET active_version = ? WHERE name = ?", (version, name))
     _event(conn, name, "saved-as", f"version {version} ({publisher}): {description}")
+    publish(conn)
     return get_map(conn, name)
 
 
@@ -321,6 +467,7 @@ def select_version(conn: sqlite3.Connection, name: str, version: str) -> dict:
         raise SimError(404, errors.OBJECT_DOES_NOT_EXIST, f"Map '{name}' has no version {version}; versions: {have}.")
     conn.execute("UPDATE sim_maps SET active_version = ? WHERE name = ?", (version, name))
     _event(conn, name, "version-selected", f"version {version}")
+    publish(conn)
     return get_map(conn, name)
 
 

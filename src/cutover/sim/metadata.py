@@ -6,6 +6,9 @@ from xml.sax.saxutils import quoteattr
 
 from .schema import DATAVERSE_NAMESPACE, DATAVERSE_SETS, EDM_TYPES, FNO_ENUMS, FNO_NAMESPACE, FNO_SETS, EntitySet, Kind
 
+#: The unbound "Create invoices" action of Microsoft's 2021 reference (see invoices.py).
+UNBOUND_CREATE_ACTION = "msdyn_ProjectServiceCreateInvoices"
+
 
 def _edm(field) -> str:
     if field.kind is Kind.ENUM:
@@ -58,9 +61,14 @@ def dataverse_metadata(create_action: str, confirm_action: str, bulk_sets: set[s
     body.append(
         f'<Action Name={quoteattr(confirm_action)} IsBound="true"><Parameter Name="entity" Type="{ns}.invoice" Nullable="false"/></Action>'
     )
+    # Microsoft's 2021 action reference: unbound, ContractIds (Edm.String, comma-separated), no return value.
+    body.append(
+        f'<Action Name="{UNBOUND_CREATE_ACTION}"><Parameter Name="ContractIds" Type="Edm.String" Nullable="false"/></Action>'
+    )
     container = ['<EntityContainer Name="System">']
     container += [f'<EntitySet Name="{s.name}" EntityType="{ns}.{s.type_name}"/>' for s in DATAVERSE_SETS]
     container.append(f'<FunctionImport Name="WhoAmI" Function="{ns}.WhoAmI"/>')
+    container.append(f'<ActionImport Name="{UNBOUND_CREATE_ACTION}" Action="{ns}.{UNBOUND_CREATE_ACTION}"/>')
     container.append("</EntityContainer>")
     return _document(ns, body + container)
 

@@ -70,6 +70,7 @@ class ReadOptions:
     page_size: int
     token: dict | None
     cross_company: bool
+    top_ignored: bool = False  # Dataverse: $top came with odata.maxpagesize and is ignored
 
 
 def encode_token(data: dict) -> str:
@@ -108,28 +109,54 @@ def _int_option(name: str, text: str) -> int:
     return value
 
 
-KNOWN_OPTIONS = {"$select", "$filter", "$orderby", "$top", "$count", "$skiptoken", "$skip", "cross-company", "$format"}
+# Query options each kind of request implements. Anything else is refused with 400 naming
+# it — never answered as if it had been applied (issue #8).
+COLLECTION_OPTIONS = {
+    "dataverse": {"$select", "$filter", "$orderby", "$top", "$count", "$skiptoken", "$format"},
+    "fno": {"$select", "$filter", "$orderby", "$top", "$skip", "$count", "$skiptoken", "$format", "cross-company"},
+}
+SINGLE_OPTIONS = {"dataverse": {"$select", "$format"}, "fno": {"$select", "$format", "cross-company"}}
+#: The options whose refusal says "not served" rather than "unknown".
+UNSERVED = {
+    "$expand": "The simulator does not serve $expand on entity sets; select the lookup's _<name>_value instead.",
+    "$apply": "The simulator does not implement $apply (aggregation); read the rows and aggregate them yourself.",
+    "$search": "The simulator does not implement $search.",
+    "$compute": "The simulator does not implement $compute.",
+}
+
+
+def check_options(params: dict[str, str], allowed: set[str], what: str = "this request") -> None:
+    """Refuse (400, naming it) every query option not in ``allowed``."""
+    for name, value in params.items():
+        if name in allowed:
+            if name == "$format" and value.split(";")[0].strip().lower() not in ("json", "application/json"):
+                raise SimError(
+                    400, errors.ODATA_URI_ERROR, f"The query option '$format={value}' is not supported: JSON only."
+                )
+            continue
+        if name in UNSERVED:
+            raise SimError(
+                400, errors.NOT_SUPPORTED, f"The query option '{name}' is not supported on {what}. {UNSERVED[name]}"
+            )
+        if name == "$skip":
+            raise SimError(
+                400,
+                errors.ODATA_URI_ERROR,
+                "The query parameter $skip is not supported. Use paging with odata.maxpagesize and @odata.nextLink.",
+            )
+        if name.startswith("$"):
+            raise SimError(400, errors.ODATA_URI_ERROR, f"The query parameter '{name}' is not supported on {what}.")
+        raise SimError(
+            400,
+            errors.ODATA_URI_ERROR,
+            f"The query parameter '{name}' is not supported on {what}; it is not a query option this service defines.",
+        )
 
 
 def parse_options(entity: EntitySet, params: dict[str, str], prefer_page: int | None) -> ReadOptions:
     """Validate and translate a collection read's query options for one entity set."""
     dataverse = entity.service == "dataverse"
-    for name in params:
-        if name not in KNOWN_OPTIONS:
-            if name == "$expand":
-                raise SimError(
-                    400,
-                    errors.NOT_SUPPORTED,
-                    "The simulator does not support $expand; select the lookup's _<name>_value instead.",
-                )
-            if name.startswith("$"):
-                raise SimError(400, errors.ODATA_URI_ERROR, f"The query parameter '{name}' is not supported.")
-    if dataverse and "$skip" in params:
-        raise SimError(
-            400,
-            errors.ODATA_URI_ERROR,
-            "The query parameter $skip is not supported. Use paging with odata.maxpagesize and @odata.nextLink.",
-        )
+    check_options(params, COLLECTION_OPTIONS[entity.service], entity.name)
 
     select_text = params.get("$select")
     select = [_field(entity, n) for n in select_text.split(",") if n.strip()] if select_text else list(entity.fields)
@@ -153,6 +180,10 @@ def parse_options(entity: EntitySet, params: dict[str, str], prefer_page: int | 
             order.append((_field(entity, words[0]), len(words) == 2 and words[1].lower() == "desc"))
 
     top = _int_option("$top", params["$top"]) if "$top" in params else None
+    top_ignored = False
+    if dataverse and prefer_page and top is not None:
+        # "Don't use $top with Prefer: odata.maxpagesize. If you include both, $top is ignored."
+        top, top_ignored = None, True
     skip = _int_option("$skip", params["$skip"]) if "$skip" in params else 0
     count_text = params.get("$count", "false").lower()
     if count_text not in ("true", "false"):
@@ -161,7 +192,9 @@ def parse_options(entity: EntitySet, params: dict[str, str], prefer_page: int | 
     page = cap if not prefer_page else max(1, min(prefer_page, cap))
     token = decode_token(params["$skiptoken"]) if params.get("$skiptoken") else None
     cross = params.get("cross-company", "false").lower() == "true"
-    return ReadOptions(select, where, list(where_params), order, top, skip, count_text == "true", page, token, cross)
+    return ReadOptions(
+        select, where, list(where_params), order, top, skip, count_text == "true", page, token, cross, top_ignored
+    )
 
 
 @dataclass
@@ -247,7 +280,8 @@ def read_page(
             token = {"k": list(rows[-1][:nk]), "n": served_so_far}
         else:
             token = {"o": offset + len(rows), "n": served_so_far}
-        kept = [(k, v) for k, v in raw_query if k not in ("$skiptoken", "$skip")]
+        dropped = ("$skiptoken", "$skip", "$top") if opts.top_ignored else ("$skiptoken", "$skip")
+        kept = [(k, v) for k, v in raw_query if k not in dropped]
         query = "&".join(f"{quote(k, safe='$-')}={quote(v, safe=',()')}" for k, v in kept)
         link = f"{set_url}?{query + '&' if query else ''}$skiptoken={encode_token(token)}"
         out.append(',"@odata.nextLink":' + json.dumps(link))

@@ -96,6 +96,7 @@ class Field:
     navigation: str | None = None
     target: str | None = None
     read_only: bool = False  # set by the server only (keys of F&O, computed fields)
+    label: str | None = None  # display name (Dataverse metadata API)
 
     @property
     def is_lookup(self) -> bool:
@@ -112,6 +113,10 @@ class EntitySet:
     company_specific: bool = False  # F&O: has dataAreaId and honours cross-company
     bulk_actions: bool = False  # Dataverse: CreateMultiple / UpsertMultiple bound to this set
     primary_name: str | None = None
+    # Dataverse alternate keys (each a tuple of field names), usable as `set(name='value')`.
+    alternate_keys: tuple[tuple[str, ...], ...] = ()
+    read_only: bool = False  # served for reading only: every write is refused
+    display_name: str | None = None
     by_name: dict[str, Field] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -151,11 +156,26 @@ INVOICE_STATUSES = (
     INVOICE_STATUS_POSTED,
 )
 TRANSACTION_CLASSIFICATION_MILESTONE = 192350003
-TRANSACTION_CLASSIFICATIONS = (192350000, 192350001, 192350002, 192350003, 192350004, 192350005)
+# 690970000 Commission, 690970001 Additional, 690970002 Tax, 192350000 Time, 192350001 Expense,
+# 192350002 Material, 192350003 Milestone, 192350004 Fee (see entity_metadata.OPTION_LABELS).
+TRANSACTION_CLASSIFICATIONS = (690970000, 690970001, 690970002, 192350000, 192350001, 192350002, 192350003, 192350004)
 BILLING_TIME_AND_MATERIAL = 192350000
 BILLING_FIXED_PRICE = 192350001
 ORDER_TYPE_ITEM_BASED = 192350000
 ORDER_TYPE_WORK_BASED = 192350001
+ORDER_TYPE_SERVICE_MAINTENANCE = 690970002
+
+# invoice.msdyn_projectinvoicestatus ("Project Invoice Status"): the status the tool reads.
+PROJECT_INVOICE_DRAFT = 192350000
+PROJECT_INVOICE_IN_REVIEW = 192350001
+PROJECT_INVOICE_CONFIRMED = 192350002
+PROJECT_INVOICE_PAID = 192350003
+PROJECT_INVOICE_STATUSES = (
+    PROJECT_INVOICE_DRAFT,
+    PROJECT_INVOICE_IN_REVIEW,
+    PROJECT_INVOICE_CONFIRMED,
+    PROJECT_INVOICE_PAID,
+)
 
 # Pro-forma invoice state (Dataverse invoice statecode / statuscode). The simulator uses
 # statecode 0 Active with statuscode 1 "Draft" for a created pro-forma invoice and
@@ -169,11 +189,14 @@ INVOICE_STATUSCODE_CONFIRMED = 100001
 
 PROJ_TRANS_STATUS = EnumType("ProjTransStatus", {"Registered": 1, "Posted": 2, "InvoiceProposal": 3, "Invoiced": 4})
 DUAL_WRITE_STATUS = EnumType("DualWriteProjectStatus", {"Enabled": 0, "Disabled": 1, "Queueing": 4})
+DUAL_WRITE_ASYNC_MODE = EnumType(
+    "DualWriteAsyncMode", {"RequiredSync": 0, "RequiredAsync": 1, "PreferredSync": 2, "None": 3}
+)
 LEDGER_TRANS_TYPE = EnumType(
     "LedgerTransType", {"None": 0, "Sales": 2, "Payment": 15, "Project": 8, "Cust": 7, "Transfer": 24}
 )
 PROJ_BILLING_METHOD = EnumType("ProjContractBillingMethod", {"TimeAndMaterial": 0, "FixedPrice": 1})
-FNO_ENUMS = (PROJ_TRANS_STATUS, DUAL_WRITE_STATUS, LEDGER_TRANS_TYPE, PROJ_BILLING_METHOD)
+FNO_ENUMS = (PROJ_TRANS_STATUS, DUAL_WRITE_STATUS, DUAL_WRITE_ASYNC_MODE, LEDGER_TRANS_TYPE, PROJ_BILLING_METHOD)
 
 
 # --- Dataverse --------------------------------------------------------------------------
@@ -190,6 +213,7 @@ DATAVERSE_SETS: tuple[EntitySet, ...] = (
             Field("cdm_name", Kind.STRING, max_length=100),
         ),
         primary_name="cdm_name",
+        alternate_keys=(("cdm_companycode",),),
     ),
     EntitySet(
         "dataverse",
@@ -203,6 +227,7 @@ DATAVERSE_SETS: tuple[EntitySet, ...] = (
             Field("currencysymbol", Kind.STRING, max_length=10),
         ),
         primary_name="currencyname",
+        alternate_keys=(("isocurrencycode",),),
     ),
     EntitySet(
         "dataverse",
@@ -217,6 +242,7 @@ DATAVERSE_SETS: tuple[EntitySet, ...] = (
             _lookup("transactioncurrencyid", "transactioncurrencyid", "transactioncurrencies"),
         ),
         primary_name="name",
+        alternate_keys=(("accountnumber",),),
     ),
     EntitySet(
         "dataverse",
@@ -243,9 +269,14 @@ DATAVERSE_SETS: tuple[EntitySet, ...] = (
             _lookup("customerid", "customerid_account", "accounts"),
             _lookup("transactioncurrencyid", "transactioncurrencyid", "transactioncurrencies"),
             _lookup("msdyn_company", "msdyn_company", "cdm_companies"),
-            Field("msdyn_ordertype", Kind.OPTION, options=(ORDER_TYPE_ITEM_BASED, ORDER_TYPE_WORK_BASED)),
+            Field(
+                "msdyn_ordertype",
+                Kind.OPTION,
+                options=(ORDER_TYPE_ITEM_BASED, ORDER_TYPE_WORK_BASED, ORDER_TYPE_SERVICE_MAINTENANCE),
+            ),
         ),
         primary_name="name",
+        alternate_keys=(("ordernumber",),),
     ),
     EntitySet(
         "dataverse",
@@ -299,6 +330,7 @@ DATAVERSE_SETS: tuple[EntitySet, ...] = (
             _lookup("transactioncurrencyid", "transactioncurrencyid", "transactioncurrencies"),
             Field("totalamount", Kind.MONEY),
             Field("msdyn_invoicedate", Kind.DATE),
+            Field("msdyn_projectinvoicestatus", Kind.OPTION, options=PROJECT_INVOICE_STATUSES),
             Field("statecode", Kind.OPTION, options=(0, 1, 2, 3)),
             Field("statuscode", Kind.OPTION, options=(1, 2, 4, 5, 6, 7, 100001, 100002, 100003)),
         ),
@@ -317,6 +349,42 @@ DATAVERSE_SETS: tuple[EntitySet, ...] = (
             Field("extendedamount", Kind.MONEY),
         ),
         primary_name="productdescription",
+    ),
+    # Dual-write's own tables, where public code reads map versions (msdyn_dualwriteentitymap,
+    # one row per saved version) and the version a map runs on (msdyn_dualwriteruntimeconfig).
+    # Not a documented contract; read-only here, kept by dualwrite.publish().
+    EntitySet(
+        "dataverse",
+        "msdyn_dualwriteentitymaps",
+        "msdyn_dualwriteentitymap",
+        ("msdyn_dualwriteentitymapid",),
+        (
+            Field("msdyn_dualwriteentitymapid", Kind.GUID),
+            Field("msdyn_name", Kind.STRING, max_length=200),
+            Field("msdyn_displayname", Kind.STRING, max_length=200),
+            Field("msdyn_version", Kind.STRING, max_length=50),
+            Field("msdyn_description", Kind.STRING, max_length=2000),
+            Field("msdyn_mapping", Kind.STRING),
+            Field("ismanaged", Kind.BOOL),
+        ),
+        primary_name="msdyn_name",
+        read_only=True,
+        display_name="Dual Write entity map",
+    ),
+    EntitySet(
+        "dataverse",
+        "msdyn_dualwriteruntimeconfigs",
+        "msdyn_dualwriteruntimeconfig",
+        ("msdyn_dualwriteruntimeconfigid",),
+        (
+            Field("msdyn_dualwriteruntimeconfigid", Kind.GUID),
+            Field("msdyn_name", Kind.STRING, max_length=200),
+            Field("msdyn_unsecure", Kind.STRING),
+            Field("statecode", Kind.OPTION, options=(0, 1)),
+        ),
+        primary_name="msdyn_name",
+        read_only=True,
+        display_name="DualWrite Runtime Configuration",
     ),
 )
 
@@ -414,7 +482,10 @@ FNO_SETS: tuple[EntitySet, ...] = (
         ("ProjectName",),
         (
             Field("ProjectName", Kind.STRING),
+            Field("InternalEntityName", Kind.STRING),
+            Field("ExternalEntityName", Kind.STRING),
             Field("Status", Kind.ENUM, enum=DUAL_WRITE_STATUS),
+            Field("AsyncMode", Kind.ENUM, enum=DUAL_WRITE_ASYNC_MODE),
         ),
     ),
 )

@@ -64,6 +64,15 @@ CREATE TABLE IF NOT EXISTS sim_identities (
     secret_expired INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS sim_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- long-running invoice processes (create / confirm) waiting for their moment (see jobs.py)
+CREATE TABLE IF NOT EXISTS sim_jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,               -- create | confirm
+    target TEXT NOT NULL,             -- the contract (create) or invoice (confirm) id
+    due_at REAL NOT NULL,             -- time.time() when it runs
+    state TEXT NOT NULL,              -- pending | done | failed
+    result TEXT                       -- the invoice id, or the failure message
+);
 """
 
 
@@ -110,10 +119,19 @@ def create_tables(conn: sqlite3.Connection) -> None:
     conn.executescript(INTERNAL_DDL)
     for entity in ALL_SETS:
         conn.execute(table_ddl(entity))
+        _add_missing_columns(conn, entity)
     for ddl in index_ddl():
         conn.execute(ddl)
     if get_setting(conn, "schema_version") is None:
         set_setting(conn, "schema_version", SCHEMA_VERSION)
+
+
+def _add_missing_columns(conn: sqlite3.Connection, entity: EntitySet) -> None:
+    """A database laid out by an older simulator gets the columns added since (NULL in old rows)."""
+    have = {row[1] for row in conn.execute(f'PRAGMA table_info("{entity.table}")')}
+    for f in entity.fields:
+        if f.name not in have:
+            conn.execute(f'ALTER TABLE "{entity.table}" ADD COLUMN "{f.name}" {SQL_TYPES[f.kind]}')
 
 
 def get_setting(conn: sqlite3.Connection, key: str, default: Any = None) -> Any:
