@@ -34,6 +34,29 @@ Rules:
   unreachable, unknown entity set): the job stops, records the rest as ``NotSent``, and
   raises that error with the partial :class:`BulkResult` attached as ``bulk_result``.
 
+Pacing (opt-in: ``pacing=Pacing(...)``; off by default, when the job relies on the transport's
+adaptive concurrency and ``Retry-After`` alone). Service protection counts, per application
+user over a sliding window (documented: 300 s), requests (6,000) and execution time (1,200 s).
+A client that sends as fast as it may collides with those limits, waits out ``Retry-After``,
+and loses the idle time; with :class:`Pacing` each identity instead spreads its requests so it
+stays just under both limits (:class:`Pacer`, one per transport):
+
+- requests: at most ``headroom × requests / window`` per second, evenly spaced (GCRA: a
+  theoretical arrival time that each request pushes forward; no saved-up burst);
+- execution time: the same schedule in execution-seconds, at ``headroom × execution / window``
+  per second. The service does not say how long a request ran, so the pacer estimates it: the
+  request's own wall time (waits for throttles excluded) times a learned factor ``m`` (start 1).
+  On a real service a request's execution time is at most its wall time, so ``m = 1`` is
+  conservative. A service that charges more than the wall time (the rehearsal simulator with
+  ``latency_factor < 1``) is learned from: when a request meets a throttle although the pacer's
+  own estimate of the last window is under the limit, ``m`` rises to ``limit ÷ estimate`` (at
+  most ×2 per event, at most once per half window), and it decays slowly back towards 1 while
+  answers are clean (a throttle injected for other reasons must not slow the night for good).
+  Before a request is sent its cost is estimated from the recent cost per record; when it
+  completes, the schedule is corrected by the difference.
+- ``window_scale`` shrinks the window (and the counts with it) exactly as the simulator's
+  ``--window-scale`` does; the rates stay as documented.
+
 The job is an object that owns its outcomes, so a migration can journal and resume chunk by
 chunk: ``on_chunk`` receives a :class:`ChunkOutcome` each time a group of records is settled
 (one bulk request, one ``$batch``, or records failed before sending), in the order they
@@ -48,6 +71,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +99,8 @@ __all__ = [
     "BulkJob",
     "BulkResult",
     "ChunkOutcome",
+    "Pacer",
+    "Pacing",
     "RecordFailure",
 ]
 
@@ -158,6 +185,110 @@ class ChunkOutcome:
 ChunkCallback = Callable[[ChunkOutcome], Any]
 
 
+# --- pacing ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """The service-protection limits each identity is paced to (see the module docstring).
+
+    Defaults are the documented Dataverse limits: 6,000 requests and 1,200 s of execution per
+    300 s window, per application user. ``window_scale`` shrinks the window and the counts
+    (``max(1, round(requests × scale))``, ``execution × scale``) as a rehearsal simulator
+    started with ``--window-scale`` does. ``headroom`` is the share of each limit the pacer
+    aims at (0.97: 3 % below it)."""
+
+    window_scale: float = 1.0
+    requests: int = 6000
+    execution: float = 1200.0
+    window: float = 300.0
+    headroom: float = 0.97
+
+    def __post_init__(self) -> None:
+        if not 0 < self.window_scale <= 1000 or not 0 < self.headroom <= 1:
+            raise ValueError("Pacing needs 0 < window_scale and 0 < headroom <= 1")
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window * self.window_scale
+
+    @property
+    def max_requests(self) -> int:
+        return max(1, round(self.requests * self.window_scale))
+
+    @property
+    def max_execution(self) -> float:
+        return self.execution * self.window_scale
+
+    def pacer(self, *, clock: Callable[[], float] = time.monotonic, sleep=asyncio.sleep) -> Pacer:
+        return Pacer(self, clock=clock, sleep=sleep)
+
+
+class Pacer:
+    """Paces one identity (one transport) to its window: call :meth:`before` before each
+    request and :meth:`after` when it ends."""
+
+    GROWTH_CAP = 2.0  # the execution factor at most doubles per throttle event
+    DECAY = 0.995  # … and shrinks by this much per clean answer, down to 1
+
+    def __init__(self, pacing: Pacing, *, clock: Callable[[], float] = time.monotonic, sleep=asyncio.sleep):
+        self.pacing = pacing
+        self.clock = clock
+        self.sleep = sleep
+        self.request_rate = pacing.headroom * pacing.max_requests / pacing.window_seconds  # requests per second
+        self.execution_rate = pacing.headroom * pacing.max_execution / pacing.window_seconds  # exec-seconds per second
+        self.factor = 1.0  # m: estimated execution = wall time × m
+        self.per_record: float | None = None  # recent wall seconds per record (raw, before m)
+        self._request_tat = 0.0  # theoretical arrival times (GCRA)
+        self._execution_tat = 0.0
+        self._lock = asyncio.Lock()
+        self._recent: deque[tuple[float, float]] = deque()  # (finished at, raw wall seconds)
+        self._learned_at = -1e18
+        self.waited = 0.0  # seconds spent waiting on the pace
+        self.learned = 0  # throttle events the factor was raised on
+
+    def estimate(self, records: int) -> float:
+        """Estimated execution seconds of a request carrying `records` records."""
+        return self.factor * (self.per_record or 0.0) * max(1, records)
+
+    async def before(self, records: int) -> float:
+        """Wait for this request's turn; returns the execution estimate it was admitted with."""
+        async with self._lock:
+            now = self.clock()
+            ready = max(self._request_tat, self._execution_tat)
+            if ready > now:
+                self.waited += ready - now
+                await self.sleep(ready - now)
+                now = self.clock()
+            estimate = self.estimate(records)
+            self._request_tat = max(self._request_tat, now) + 1.0 / self.request_rate
+            self._execution_tat = max(self._execution_tat, now) + estimate / self.execution_rate
+            return estimate
+
+    def after(self, records: int, estimate: float, wall: float, *, throttled: bool) -> None:
+        """The request ended after `wall` seconds (waits for throttles excluded); `throttled`:
+        it met a 429 on the way."""
+        now = self.clock()
+        w = self.pacing.window_seconds
+        raw = max(0.0, wall)
+        if not throttled:
+            sample = raw / max(1, records)
+            self.per_record = sample if self.per_record is None else 0.8 * self.per_record + 0.2 * sample
+        self._recent.append((now, raw))
+        while self._recent and self._recent[0][0] <= now - w:
+            self._recent.popleft()
+        if throttled and now - self._learned_at >= w / 2:
+            spent = sum(r for _, r in self._recent) * self.factor
+            if 0 < spent < self.pacing.max_execution:
+                self.factor *= min(self.GROWTH_CAP, self.pacing.max_execution / spent)
+                self._learned_at = now
+                self.learned += 1
+        elif not throttled:
+            self.factor = max(1.0, self.factor * self.DECAY)
+        # correct the schedule by what the request really cost
+        self._execution_tat += (self.factor * raw - estimate) / self.execution_rate
+
+
 class _SetMissing(NotFound):
     """The entity set itself is unknown: no record of the load can land."""
 
@@ -185,6 +316,7 @@ class BulkJob:
         use_batch: bool = False,
         on_progress: ProgressCallback | None = None,
         on_chunk: ChunkCallback | None = None,
+        pacing: Pacing | None = None,
     ):
         self.pool = list(pool)
         if not self.pool:
@@ -203,6 +335,12 @@ class BulkJob:
         self.use_batch = use_batch
         self.on_progress = on_progress
         self.on_chunk = on_chunk
+        #: pace each identity to its service-protection window (None: no pacing); may be set
+        #: until the job runs
+        self.pacing = pacing
+        #: id(transport) -> its Pacer; give jobs of the same pool one dict so that what a pacer
+        #: learned (the execution factor, its schedule) carries over from job to job
+        self.pacers: dict[int, Pacer] = {}
         self.result = BulkResult(total=len(self.records))
         #: input index -> (id that landed, None) or (None, failure); filled as records settle
         self.outcomes: dict[int, tuple[str | None, RecordFailure | None]] = {}
@@ -406,7 +544,9 @@ class BulkJob:
         targets = [{"@odata.type": odata_type, **self.records[i]} for i in items]
         self.result.bulk_requests += 1
         try:
-            r = await t.request(
+            r = await self._send(
+                t,
+                len(items),
                 "POST",
                 self.path,
                 content=odata.dumps({"Targets": targets}),
@@ -445,6 +585,32 @@ class BulkJob:
             settled.append((i, str(got) if got is not None else None, None))
         await self._settle(settled)
 
+    def pacer(self, t: Transport) -> Pacer | None:
+        """The pacer of transport `t` (None when the job is not paced)."""
+        if self.pacing is None:
+            return None
+        if id(t) not in self.pacers:
+            self.pacers[id(t)] = self.pacing.pacer(sleep=t.sleep)
+        return self.pacers[id(t)]
+
+    async def _send(self, t: Transport, records: int, method: str, path: str, **kw):
+        pacer = self.pacer(t)
+        if pacer is None:
+            return await t.request(method, path, **kw)
+        estimate = await pacer.before(records)
+        throttled0, waited0 = t.stats.throttled, t.stats.waited_seconds
+        started = time.monotonic()
+        try:
+            return await t.request(method, path, **kw)
+        finally:
+            waited = t.stats.waited_seconds - waited0
+            pacer.after(
+                records,
+                estimate,
+                time.monotonic() - started - waited,
+                throttled=t.stats.throttled > throttled0,
+            )
+
     async def _batch(self, t: Transport, items: list[int]) -> None:
         for start in range(0, len(items), MAX_BATCH_REQUESTS):
             await self._one_batch(t, items[start : start + MAX_BATCH_REQUESTS])
@@ -470,7 +636,9 @@ class BulkJob:
         content, ctype = encode_batch(parts)
         self.result.batch_requests += 1
         try:
-            r = await t.request(
+            r = await self._send(
+                t,
+                len(items),
                 "POST",
                 "$batch",
                 content=content,
