@@ -236,7 +236,8 @@ def metadata_api(path: str, params: dict[str, str], root: str) -> dict:
     def shown(row: dict) -> dict:
         return {k: row[k] for k in select} if select else row
 
-    context = f"{root.removesuffix('/data/').rstrip('/')}/Metadata/$metadata#{name}"
+    base = root.rstrip("/").removesuffix("/data").removesuffix("/Metadata")  # either root may be passed
+    context = f"{base}/Metadata/$metadata#{name}"
     if rest:
         wanted = rest.rstrip(")").strip().strip("'")
         for row in rows:
