@@ -122,6 +122,14 @@ class RawExtract:
     sha256: str  # of the file's bytes
     details: dict[str, str] = field(default_factory=dict)  # e.g. encoding, delimiter, sheet
     problems: list[Problem] = field(default_factory=list)  # file-level problems found while reading
+    # Data rows the file holds (blank rows not counted), including rows that could not be put
+    # in ``frame`` (ragged rows, broken quotes: each has its problem).
+    records: int = 0
+
+    @property
+    def missing_columns(self) -> frozenset[str]:
+        """Contract columns the file lacks (``column.missing``): all null in ``frame``."""
+        return frozenset(p.column for p in self.problems if p.rule == "column.missing" and p.column)
 
 
 @dataclass
@@ -133,13 +141,64 @@ class ValidatedExtract:
     problems: list[Problem]
     rows_read: int
     cutover_date: str  # ISO date the run uses (rows dated after it are refused)
+    # Checks that could not be made (e.g. F&O refused the dimensions read): said, never skipped silently.
+    notes: list[str] = field(default_factory=list)
+    # False when only the file was checked (``validate_file``): the rows then carry no
+    # Dataverse ids and must not be loaded, whatever ``ok`` says.
+    environment_checked: bool = True
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def loadable(self) -> bool:
+        """No problem, and checked against the environment: the load may go ahead."""
+        return self.ok and self.environment_checked
+
+    def summary(self) -> Summary:
+        return Summary(
+            rows_read=self.rows_read,
+            to_migrate=self.rows.height,
+            excluded=self.excluded.height,
+            errors=len(self.problems),
+            errors_by_rule=self.problems_by_rule(),
+            cutover_date=self.cutover_date,
+            environment_checked=self.environment_checked,
+            notes=list(self.notes),
+        )
 
     def problems_by_rule(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for p in self.problems:
             counts[p.rule] = counts.get(p.rule, 0) + 1
         return dict(sorted(counts.items()))
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The one-screen summary of a validation, as data (the CLI and the TUI print it)."""
+
+    rows_read: int
+    to_migrate: int  # invoiced rows without a problem
+    excluded: int  # rows left out on purpose: not invoiced
+    errors: int
+    errors_by_rule: dict[str, int]
+    cutover_date: str
+    environment_checked: bool
+    notes: list[str]
+
+    def lines(self) -> list[str]:
+        """The summary as lines of text, e.g. for ``click.echo``."""
+        out = [
+            f"rows read             {self.rows_read:>8,}",
+            f"to migrate (invoiced) {self.to_migrate:>8,}",
+            f"excluded (not inv.)   {self.excluded:>8,}",
+            f"errors                {self.errors:>8,}",
+        ]
+        out += [f"  {rule:<34} {count:>6,}" for rule, count in self.errors_by_rule.items()]
+        out.append(f"cutover date          {self.cutover_date}")
+        if not self.environment_checked:
+            out.append("environment           not checked (file rules only)")
+        out += [f"note: {note}" for note in self.notes]
+        return out
