@@ -62,13 +62,20 @@ class ReadBack:
         invoiced = self.fno_statuses.get(ProjTransStatus.INVOICED.member, 0)
         return invoiced == self.expected and not self.fno_missing
 
+    def totals(self) -> list[tuple[str, Decimal, Decimal]]:
+        """(currency, extract amount, Dataverse amount) per currency."""
+        if not self.lines.height:
+            return []
+        by = self.lines.group_by("currency").agg(pl.col("expected_amount").sum(), pl.col("found_amount").sum())
+        return [(c, e or Decimal(0), f or Decimal(0)) for c, e, f in by.sort("currency").iter_rows()]
+
     def summary(self) -> list[str]:
-        total_expected = self.lines["expected_amount"].sum() if self.lines.height else Decimal(0)
-        total_found = self.lines["found_amount"].sum() if self.lines.height else Decimal(0)
+        amounts = "; ".join(
+            f"{c} {_money(e)}" + ("" if e == f else f" ≠ Dataverse {_money(f)}") for c, e, f in self.totals()
+        )
         out = [
             f"Dataverse: {self.found:,} of {self.expected:,} milestones; {self.lines_ok:,} of {self.lines.height:,} "
-            f"contract lines match in count and amount (extract {total_expected}, Dataverse {total_found}, "
-            "summed over currencies)"
+            f"contract lines match in count and amount ({amounts or 'no amounts'})"
         ]
         if self.missing:
             shown = ", ".join(self.missing[:10]) + (" …" if len(self.missing) > 10 else "")
@@ -89,6 +96,10 @@ class ReadBack:
                     "cutover version (TRANSSTATUS value map 4 ⇐ 192350001) when they were written"
                 )
         return out
+
+
+def _money(value: Decimal) -> str:
+    return f"{value:,.2f}" if value == value.quantize(Decimal("0.01")) else f"{value.normalize():,f}"
 
 
 async def read_back(session: Any, validated: ValidatedExtract) -> ReadBack:
