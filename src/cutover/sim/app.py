@@ -3,6 +3,7 @@
 Routes:
   /api/data/v9.2/…  Dataverse Web API subset          (bearer token required)  gateway.py
   /data/…           Finance and Operations OData     (bearer token required)  gateway.py
+  /Metadata/…       F&O metadata service             (bearer token required)  gateway.py
   /_sim/token       stand-in identity platform (client credentials)          identity_platform.py
   /_sim/login/…     stand-in for login.microsoftonline.com                     identity_platform.py
   /_sim/…           rehearsal admin: maps, maintenance, version, faults,      admin.py

@@ -1,5 +1,6 @@
 """The simulator's door, and the request gateway of the API surfaces: ``/api/data/v9.2/…``
-(Dataverse) and ``/data/…`` (Finance and Operations).
+(Dataverse), ``/data/…`` (Finance and Operations) and ``/Metadata/…`` (F&O's metadata
+service); each root also without its trailing slash (the service document).
 
 :class:`Gateway` is the outermost ASGI app. Every HTTP request, on every route, first passes:
 
@@ -48,6 +49,7 @@ from .simulator import Simulator
 
 DATAVERSE_ROOT = "/api/data/v9.2/"
 FNO_ROOT = "/data/"
+FNO_METADATA_ROOT = "/Metadata/"  # F&O's metadata service (DataEntities, PublicEntities)
 TOKEN_PATH = "/_sim/token"
 ADMIN_ROOT = "/_sim"
 ADMIN_HEADER = "X-Cutover-Admin"
@@ -56,17 +58,24 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 logger = logging.getLogger("cutover.sim")
 
 
+def api_root(path: str) -> tuple[str, str] | None:
+    """``(service, root)`` of an API path — root one of :data:`DATAVERSE_ROOT`,
+    :data:`FNO_ROOT`, :data:`FNO_METADATA_ROOT` — or None. A root without its trailing slash
+    (``/data``) is the service document, as with the slash."""
+    for service, root in (("dataverse", DATAVERSE_ROOT), ("fno", FNO_ROOT), ("fno", FNO_METADATA_ROOT)):
+        if path.startswith(root) or path == root[:-1]:
+            return service, root
+    return None
+
+
 def is_api_path(path: str) -> bool:
-    return path.startswith(DATAVERSE_ROOT) or path.startswith(FNO_ROOT)
+    return api_root(path) is not None
 
 
 def service_of(path: str) -> str | None:
     """ "dataverse", "fno", or None (not an API path)."""
-    if path.startswith(DATAVERSE_ROOT):
-        return "dataverse"
-    if path.startswith(FNO_ROOT):
-        return "fno"
-    return None
+    found = api_root(path)
+    return found[0] if found else None
 
 
 def is_admin_path(path: str) -> bool:
@@ -190,7 +199,7 @@ async def api_endpoint(scope, receive, send) -> None:
     request = Request(scope, receive)
     sim: Simulator = request.app.state.sim
     path = request.url.path
-    service, root = ("dataverse", DATAVERSE_ROOT) if path.startswith(DATAVERSE_ROOT) else ("fno", FNO_ROOT)
+    service, root = api_root(path) or ("fno", FNO_ROOT)
     base = sim.hosts.root(scope)  # configured, never the request's Host
     full = path + (f"?{request.url.query}" if request.url.query else "")
     body = await request.body()
@@ -284,7 +293,12 @@ async def api_endpoint(scope, receive, send) -> None:
         k = k.lower()
         headers[k] = f"{headers[k]}, {v}" if k in headers else v
     sim_request = SimRequest(
-        request.method, path[len(root) :], list(request.query_params.multi_items()), headers, body, base + root
+        request.method,
+        path[len(root) :] if path.startswith(root) else "",
+        list(request.query_params.multi_items()),
+        headers,
+        body,
+        base + root,
     )
     cost = 0.0
     try:
@@ -292,7 +306,9 @@ async def api_endpoint(scope, receive, send) -> None:
             if service == "dataverse":
                 result: SimResponse = sim.dataverse.handle(sim_request, identity)
             else:
-                result = sim.fno.handle(sim_request)
+                result = (sim.fno.handle_metadata if root == FNO_METADATA_ROOT else sim.fno.handle)(
+                    sim_request, identity
+                )
         except RecursionError:  # a body or query nested past what the simulator can read: the client's fault
             err = SimError(400, errors.BAD_PAYLOAD, "The request nests too deeply for the service to read it.")
             result = SimResponse(400, err.body_for(service), {**JSON_HEADERS, "OData-Version": "4.0"})
