@@ -116,13 +116,16 @@ def test_demo_seeds_once_and_serves(tmp_path: Path):
     )
     try:
         lines = []
-        while not any(line.startswith("listening on") for line in lines):
+        while not any(line.startswith("Admin token") for line in lines):
             line = proc.stdout.readline()
             assert line, f"demo exited early: {lines}"
             lines.append(line.strip())
-        url = lines[-1].split()[-1]
+        url = next(line for line in lines if line.startswith("listening on")).split()[-1]
+        token = lines[-1].split(":", 1)[1].strip()
         assert (ws / "rehearsal.sqlite").exists()
-        assert httpx.get(f"{url}/_sim/").json()["counts"]["salesorders"] == 20
+        headers = {"X-Cutover-Admin": token, "Content-Type": "application/json"}
+        assert httpx.get(f"{url}/_sim/", headers=headers).json()["counts"]["salesorders"] == 20
+        assert httpx.get(f"{url}/_sim/").status_code in (401, 403), "the admin surface wants the token"
     finally:
         proc.terminate()
         proc.wait(10)

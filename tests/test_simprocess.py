@@ -22,10 +22,23 @@ def test_the_simulator_serves_the_database_and_stops(world_db):
     with simulator as url:
         assert url.startswith("http://127.0.0.1:")
         pid = simulator.pid
-        assert httpx.get(f"{url}/_sim/").json()["organization_id"] == organization_id(1)
+        summary = httpx.get(f"{url}/_sim/", headers=simulator.admin_headers()).json()
+        assert summary["organization_id"] == organization_id(1)
     assert not is_alive(pid)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/_sim/", timeout=2)
+
+
+def test_a_second_command_connects_to_the_serving_simulator_instead_of_starting_another(world_db):
+    """One simulator per database: the second one attaches, and leaves the first running."""
+    first = SimulatorProcess(world_db)
+    with first as url:
+        second = SimulatorProcess(world_db)
+        with second as again:
+            assert again == url and second.attached and second.pid is None
+            assert second.admin_token == first.admin_token
+        assert first.running and httpx.get(f"{url}/_sim/", headers=first.admin_headers()).status_code == 200
+    assert not is_alive(first.pid)
 
 
 def test_a_missing_database_names_the_command_that_creates_it(tmp_path):

@@ -128,10 +128,25 @@ class DataverseClient:
     ) -> AsyncIterator[list[dict]]:
         """Yield the rows of `entity_set` page by page (``Prefer: odata.maxpagesize``, ``@odata.nextLink``).
 
-        `filter` is OData text; build it with :mod:`cutover.odata` so values are quoted.
+        `filter` is OData text; build it with :mod:`cutover.odata` so values are quoted. Dataverse
+        ignores ``$top`` when ``odata.maxpagesize`` is also sent (documented), so a query with
+        `top` sends no page size (the service pages ``$top`` rows itself) and is cut at `top`
+        rows here as well.
         """
         headers = paging.page_size_header(page_size, MAX_PAGE_SIZE, "Dataverse")
         params = paging.query_options(select=select, filter=filter, orderby=orderby, top=top)
+        if top is not None:
+            headers = {}
+            remaining = top
+            path = odata.name_segment(entity_set)
+            async for page in paging.pages(
+                self._transport(), path, params, headers=headers, error=DataverseResponseError, fix=_FIX
+            ):
+                if remaining <= 0:
+                    break
+                yield page[:remaining]
+                remaining -= len(page)
+            return
         path = odata.name_segment(entity_set)
         async for page in paging.pages(
             self._transport(), path, params, headers=headers, error=DataverseResponseError, fix=_FIX
