@@ -107,7 +107,8 @@ class Mapping:
 
 
 def _line_of(text: str, table: str | None, key: str | None) -> int | None:
-    """The line of ``key`` in ``[table]`` (or of the table header), by a line scan; None if unsure."""
+    """The line of ``key`` in ``[table]`` (or of the table header); with no table, of the
+    top-level ``key`` or its ``[key]`` header. A line scan; None where it cannot tell."""
     header_re = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
     current: str | None = None
     header_line = None
@@ -115,14 +116,15 @@ def _line_of(text: str, table: str | None, key: str | None) -> int | None:
         m = header_re.match(line)
         if m:
             current = m.group(1).strip().strip("\"'")
+            if table is None and current == key:
+                return number
             if current == table and header_line is None:
                 header_line = number
             continue
-        if key is not None and current == table:
-            k = re.escape(key)
-            if re.match(rf"^\s*(?:{k}|\"{k}\"|'{k}')\s*=", line):
-                return number
-        if table is None and key is not None and current is None and re.match(rf"^\s*{re.escape(key)}\s*[=.]", line):
+        if key is None or current != table:
+            continue
+        k = re.escape(key)
+        if re.match(rf"^\s*(?:{k}|\"{k}\"|'{k}')\s*=", line):
             return number
     return header_line
 
