@@ -105,7 +105,6 @@ async def test_metadata_data_entities_name_public_collections(sim):
     assert _metadata(sim, "Nothing").status == 404
 
 
-@pytest.mark.xfail(reason="/Metadata/… needs the gateway to route it to FnoService.handle_metadata (gateway.py)")
 async def test_metadata_service_over_http(sim):
     r = await sim.client.get("/Metadata/PublicEntities", headers=await sim.auth())
     assert r.status_code == 200 and r.json()["value"]

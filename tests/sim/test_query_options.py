@@ -59,7 +59,6 @@ async def test_fno_service_document_lists_the_entity_sets(sim):
     assert all(v["kind"] == "EntitySet" for v in doc["value"])
 
 
-@pytest.mark.xfail(reason="GET /data without the slash needs the gateway to route it (gateway.py, not this change)")
 async def test_fno_service_document_without_the_trailing_slash(sim):
     r = await sim.client.get("/data", headers=await sim.auth())
     assert r.status_code == 200 and r.json()["value"]

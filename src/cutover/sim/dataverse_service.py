@@ -34,7 +34,7 @@ from .batch import (
     render_batch,
 )
 from .errors import SimError
-from .messages import ODATA_HEADERS, SimRequest, SimResponse, json_response
+from .messages import ODATA_HEADERS, SimRequest, SimResponse, json_response, parse_json
 from .metadata import UNBOUND_CREATE_ACTION, dataverse_metadata
 from .query import SINGLE_OPTIONS, check_options, parse_options, read_one, read_page
 from .schema import (
@@ -180,12 +180,8 @@ def _parse_key(entity: EntitySet, raw: str) -> str:
 
 
 def _loads(body: bytes, what: str):
-    try:
-        return json.loads(body or b"null", parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.bad_payload(
-            f"Error identified in Payload provided by the user for Entity :'{what}'. The request body is not valid JSON: {exc}."
-        ) from None
+    """The one guarded JSON parse (depth, size, no NaN), in Dataverse's words."""
+    return parse_json(body, what)
 
 
 class DataverseService:
