@@ -214,3 +214,25 @@ def test_the_summary_is_data(world_db, tmp_path):
     assert (summary.rows_read, summary.to_migrate, summary.excluded, summary.errors) == (200, 149, 50, 1)
     assert summary.errors_by_rule == {"amount.negative": 1} and not summary.environment_checked
     assert len(summary.lines()) <= 24
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", [("file.empty", None)]),
+        (b"legacy_id,legal_entity\n", "no-rows"),
+    ],
+    ids=["empty", "header-only-and-missing-columns"],
+)
+async def test_a_broken_file_is_reported_through_the_environment_path_too(sim, tmp_path, content, expected):
+    path = tmp_path / "x.csv"
+    path.write_bytes(content)
+    log = await sim.log()
+    since = log[-1]["seq"] if log else 0
+    validated = await check(sim, path)
+    rules = [(p.rule, p.row) for p in validated.problems]
+    if expected == "no-rows":
+        assert ("file.no-rows", None) in rules and ("column.missing", 1) in rules and len(rules) == 11
+    else:
+        assert rules == expected
+    assert not validated.ok and validated.rows.height == 0 and await writes(sim, since) == []

@@ -8,7 +8,8 @@ that the error file lists every problem at once; only a path that cannot be read
 Format — by content, never by the file name's extension:
 
 - ``PK\\x03\\x04`` (a zip): XLSX, read with ``fastexcel`` (calamine), the mapping's sheet or the
-  first one. The legacy ``.xls`` (OLE2) is refused (``file.format``: save it as XLSX or CSV).
+  first one. The legacy ``.xls`` (OLE2) is refused (``file.format``: save it as XLSX or CSV;
+  ``raw.format`` is then ``"xls"`` and the table empty).
 - ``PAR1``: Parquet (polars).
 - anything else: delimited text.
 
@@ -129,24 +130,16 @@ def read_extract(path: str | Path, mapping: Mapping | None = None) -> RawExtract
         table = _read_parquet(data, name, mapping, details)
     elif data.startswith(_OLE2):
         fmt = "xls"
-        table = None
-        details["problem"] = "xls"
-        return _raw(
-            path,
-            fmt,
-            sha256,
-            details,
-            [
-                Problem(
-                    name,
-                    None,
-                    None,
-                    None,
-                    "file.format",
-                    "this is an old Excel .xls workbook, which is not read; save it as .xlsx (Excel Workbook) or CSV UTF-8",
-                )
-            ],
-        )
+        table = [
+            Problem(
+                name,
+                None,
+                None,
+                None,
+                "file.format",
+                "this is an old Excel .xls workbook, which is not read; save it as .xlsx (Excel Workbook) or CSV UTF-8",
+            )
+        ]
     else:
         fmt = "csv"
         table = _read_text(data, name, mapping, details)
