@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -333,7 +333,8 @@ class FnoClient:
         page_size: int | None = None,
         concurrency: int | None = None,
         queue_pages: int | None = None,
-    ) -> AsyncIterator[list[dict]]:
+        map_page: Callable[[list[dict]], Any] | None = None,
+    ) -> AsyncIterator[Any]:
         """Read disjoint `partitions` of `entity` in parallel; yield pages as they arrive.
 
         - Up to `concurrency` partitions (default: all, at most 8) are read at once, each as
@@ -342,6 +343,10 @@ class FnoClient:
         - Pages pass through a queue of `queue_pages` (default `concurrency`) pages: a reader
           whose page finds the queue full waits, so at most about 2 × concurrency + 1 pages
           are in memory however slow the caller is.
+        - `map_page`, if given, turns each page into what is queued and yielded instead (e.g.
+          a compact polars frame): it runs in the reader as soon as the page is parsed, so the
+          queue holds mapped pages, not row dicts. An exception it raises fails the read like
+          any other (raised to the caller, the other readers cancelled).
         - Each row comes exactly once if the partitions are disjoint and cover the set (the
           planners above build them so). Page order across partitions is not defined.
         - The first failure of any partition is raised to the caller and the other readers
@@ -369,7 +374,7 @@ class FnoClient:
                     async for page in self.pages(
                         entity, select=fields, filter=clause, cross_company=cross_company, page_size=page_size
                     ):
-                        await queue.put(page)
+                        await queue.put(page if map_page is None else map_page(page))
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # handed to the caller, who cancels the others
