@@ -12,7 +12,7 @@ import pytest
 from cutover.errors import EXIT_USAGE, InputError
 from cutover.sim import store
 from cutover.sim.seed import SCALES, Scale, organization_id
-from cutover.sim.worldfile import SCALE_NAMES, SCALE_OVERRIDES, default_extract_path, seed_database
+from cutover.sim.worldfile import SCALE_NAMES, SCALE_OVERRIDES, SEED_LIMITS, default_extract_path, seed_database
 
 SMALLER = {"invoiced_milestones": 6, "uninvoiced_milestones": 2, "ar_transactions": 10, "gl_lines": 100}
 
@@ -23,6 +23,15 @@ def _rows(db: Path, table: str) -> int:
         return conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
     finally:
         conn.close()
+
+
+def test_every_count_has_limits_named_by_its_flag():
+    assert list(SEED_LIMITS) == [flag for _, flag in SCALE_OVERRIDES]
+    assert SEED_LIMITS["--gl-lines"] == (0, 10_000_000) and SEED_LIMITS["--invoiced"] == (0, 1_000_000)
+    assert all(SEED_LIMITS[flag][0] >= 1 for flag in ("--legal-entities", "--customers", "--contracts"))
+    for name, flag in SCALE_OVERRIDES:  # the named scales are within them
+        low, high = SEED_LIMITS[flag]
+        assert all(low <= getattr(spec, name) <= high for spec in SCALES.values())
 
 
 def test_the_choices_the_cli_offers():
@@ -108,9 +117,14 @@ def test_force_replaces_the_database(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"overrides": {"gl_lines": 1}}, r"gl_lines cannot be 1"),
-        ({"overrides": {"customers": -1}}, r"Scale\.customers must be a non-negative integer"),
-        ({"overrides": {"legal_entities": 3, "customers": 2}}, r"customers \(2\) must be at least legal_entities"),
+        ({"overrides": {"gl_lines": 1}}, r"--gl-lines cannot be 1"),
+        ({"overrides": {"customers": -1}}, r"--customers -1 is out of range\. Fix: use 1 to 200,000"),
+        ({"overrides": {"legal_entities": 3, "customers": 2}}, r"--customers 2 is fewer than --legal-entities 3"),
+        ({"overrides": {"gl_lines": 10_000_001}}, r"--gl-lines 10,000,001 is out of range\. Fix: use 0 to 10,000,000"),
+        ({"overrides": {"invoiced_milestones": 1_000_001}}, r"--invoiced 1,000,001 is out of range"),
+        ({"overrides": {"contracts": 0}}, r"--contracts 0 is out of range\. Fix: use 1 to"),
+        ({"overrides": {"legal_entities": 0}}, r"--legal-entities 0 is out of range"),
+        ({"overrides": {"customers": True}}, r"--customers must be a whole number"),
         ({"overrides": {"gl_line": 5}}, r"unknown scale override\(s\) gl_line"),
         ({"scale": "huge"}, r"unknown scale 'huge'\. Fix: use one of small, medium, large"),
     ],

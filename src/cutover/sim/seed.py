@@ -92,7 +92,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from random import Random
 
-from . import store
+from . import store, world
 from .reference import (
     ACCOUNT_AR,
     ACCOUNT_BANK,
@@ -452,7 +452,9 @@ def seed_world(
     """Generate the world for ``seed`` at ``scale`` into an empty simulator database.
 
     Runs in one transaction (a SAVEPOINT: all or nothing; committed on return unless the caller
-    already had a transaction open, which then commits it). Raises ValueError if the database
+    already had a transaction open, which then commits it), between the world marker's first and
+    last writes (:func:`cutover.sim.world.mark_started`, :func:`~cutover.sim.world.mark_finished`:
+    the simulator serves only a world whose seed finished). Raises ValueError if the database
     already holds a world (any row in dv_salesorders). The extract file, if asked for, is written
     as ``<name>.part`` and moved into place only after the database work succeeded.
 
@@ -474,7 +476,9 @@ def seed_world(
         tmp_extract = extract_path.with_name(extract_path.name + ".part")
     conn.execute("SAVEPOINT seed_world")
     try:
+        world.mark_started(conn)  # the marker says "a simulator world" from the first write ...
         summary = gen.run(scale_name, extract_path, tmp_extract)
+        world.mark_finished(conn)  # ... and "complete" as the very last one
     except BaseException:
         conn.execute("ROLLBACK TO seed_world")
         conn.execute("RELEASE seed_world")
