@@ -1,10 +1,13 @@
 """`python -m cutover.sim serve`: the simulator's own entry point, as a parent process sees it —
-the first stdout line, the exit codes, and a clean stop on Ctrl+C (SIGINT) or SIGTERM."""
+the two stdout lines (URL, admin token), the exit codes, and a clean stop on Ctrl+C (SIGINT),
+SIGTERM or SIGHUP."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -27,17 +30,22 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cutover.sim", *args], capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_serve_announces_its_url_first_serves_and_stops_cleanly(world_db: Path, sig):
     proc = _start("serve", "--db", str(world_db), "--window-scale", "0.5")
+    runfile = world_db.with_name(world_db.name + ".serving.json")
     try:
-        first = proc.stdout.readline()
+        first, second = proc.stdout.readline(), proc.stdout.readline()
         assert first.startswith(LISTENING) and first.endswith("\n")
         url = first.strip().split(" ", 2)[2]
         assert int(url.rsplit(":", 1)[1]) > 0  # --port 0 picked a free port
-        assert httpx.get(f"{url}/_sim/version", timeout=10).json() == {"version": "10.0.40"}
-        limits = httpx.get(f"{url}/_sim/protection", timeout=10).json()["limits"]
+        assert second.startswith("admin token: ") and second.endswith("\n")
+        admin = {"X-Cutover-Admin": second.strip().split(": ", 1)[1]}
+        assert len(admin["X-Cutover-Admin"]) >= 40  # secrets.token_urlsafe(32)
+        assert httpx.get(f"{url}/_sim/version", headers=admin, timeout=10).json() == {"version": "10.0.40"}
+        limits = httpx.get(f"{url}/_sim/protection", headers=admin, timeout=10).json()["limits"]
         assert limits["window_seconds"] == 150.0 and limits["max_requests"] == 3000
+        assert json.loads(runfile.read_text())["url"] == url and stat.S_IMODE(runfile.stat().st_mode) == 0o600
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -46,6 +54,7 @@ def test_serve_announces_its_url_first_serves_and_stops_cleanly(world_db: Path, 
             proc.communicate()
     assert proc.returncode == 0, err
     assert out == "" and "Traceback" not in err
+    assert not runfile.exists()
 
 
 def test_a_missing_database_is_one_line_and_exit_2(tmp_path):
@@ -86,6 +95,10 @@ def test_a_port_in_use_is_one_line_and_exit_3(world_db: Path):
         (("serve",), "the following arguments are required: --db"),
         (("serve", "--db", "x", "--port", "70000"), "70000 is not in the range 0 to 65535"),
         (("serve", "--db", "x", "--window-scale", "2"), "2 is not in the range 0.0001 to 1.0"),
+        (("serve", "--db", "x", "--window-scale", "nan"), "'nan' is not a finite number"),
+        (("serve", "--db", "x", "--window-scale", "inf"), "'inf' is not a finite number"),
+        (("serve", "--db", "x", "--window-scale=-inf"), "'-inf' is not a finite number"),
+        (("serve", "--db", "x", "--parent-pid", "abc"), "'abc' is not a process id"),
         (("seed",), "invalid choice: 'seed'"),
     ],
 )
