@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import pytest
 
-from cutover.engine import RunContext
-from cutover.fno import FnoClient
-from cutover.runbook.probes import (
+from cutover.dualwrite_state import (
     ACTUALS_MAP,
     INVOICES_MAP,
     MILESTONE_MAP,
-    ORIGINAL_KEY,
     THREE_MAPS,
     ConfigurationRow,
-    cutover_version_running,
-    invoice_integration_async,
     map_state_evidence,
     map_states,
+)
+from cutover.engine import RunContext
+from cutover.fno import FnoClient
+from cutover.runbook.probes import (
+    ORIGINAL_KEY,
+    cutover_version_running,
+    invoice_integration_async,
     maps_running,
     maps_stopped,
     milestone_map_stopped,

@@ -65,9 +65,7 @@ from typing import Any, Literal
 
 from . import odata
 from .domain import InvoiceStatus, ProjectInvoiceStatus
-from .errors import ChecksFailed, EnvironmentProblem
-from .profile import DEFAULT_ENTITY_NAMES, DEFAULT_INVOICE_CONFIRM_ACTION, DEFAULT_INVOICE_CREATE_ACTION, ConfigError
-from .runbook.probes import (
+from .dualwrite_state import (
     THREE_MAPS,
     async_integration_evidence,
     map_state_evidence,
@@ -75,6 +73,8 @@ from .runbook.probes import (
     read_configurations,
     unreadable,
 )
+from .errors import ChecksFailed, EnvironmentProblem
+from .profile import DEFAULT_ENTITY_NAMES, DEFAULT_INVOICE_CONFIRM_ACTION, DEFAULT_INVOICE_CREATE_ACTION, ConfigError
 from .transport import OutcomeUnknown, ServiceError
 
 __all__ = [
