@@ -689,3 +689,23 @@ def test_the_names_callers_import_are_still_here():
         "cutover.toml",
     )
     assert issubclass(FingerprintMismatch, WrongEnvironment) and not issubclass(FingerprintMismatch, ConfigError)
+
+
+def test_the_invoice_create_style_is_a_checked_profile_setting(tmp_path):
+    """bound (one action per contract) or unbound (ContractIds): saved, read back, and a wrong
+    value in the file is named with its line."""
+    from cutover.config import Config, load_config, save_config
+    from cutover.profile import Profile
+
+    config = Config(path=tmp_path / "cutover.toml")
+    config.add(
+        Profile(name="night", kind="rehearsal", sim_db=str(tmp_path / "w.sqlite"), invoice_create_style="UNBOUND")
+    )
+    save_config(config)
+    assert load_config(tmp_path).get("night").invoice_create_style == "unbound"
+    text = (tmp_path / "cutover.toml").read_text().replace('"unbound"', '"sideways"')
+    (tmp_path / "cutover.toml").write_text(text)
+    with pytest.raises(
+        ConfigError, match=r"line \d+, key 'invoice_create_style': 'sideways' is not one of bound, unbound"
+    ):
+        load_config(tmp_path)

@@ -106,3 +106,13 @@ async def test_cancelling_the_start_leaves_no_simulator_running(world_db):
 
 def test_the_child_is_the_simulators_own_entry_point(world_db: Path):
     assert SimulatorProcess(world_db).command()[1:4] == ["-m", "cutover.sim", "serve"]
+
+
+def test_another_spelling_of_the_database_path_finds_the_serving_simulator(world_db, tmp_path):
+    link = tmp_path / "link.sqlite"
+    link.symlink_to(world_db)
+    first = SimulatorProcess(world_db)
+    with first as url:
+        second = SimulatorProcess(link)
+        with second as again:
+            assert second.attached and again == url

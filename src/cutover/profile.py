@@ -29,6 +29,8 @@ __all__ = [
     "DEFAULT_ENTITY_NAMES",
     "DEFAULT_INVOICE_CONFIRM_ACTION",
     "DEFAULT_INVOICE_CREATE_ACTION",
+    "DEFAULT_INVOICE_CREATE_STYLE",
+    "INVOICE_CREATE_STYLES",
     "KINDS",
     "NAME_RE",
     "Profile",
@@ -42,6 +44,11 @@ AUTH_METHODS = ("device-code", "client-secret", "certificate", "simulator")
 
 DEFAULT_INVOICE_CREATE_ACTION = "msdyn_NewInvoiceContract"
 DEFAULT_INVOICE_CONFIRM_ACTION = "msdyn_PostInvoice"
+# "bound": the create action is bound to each contract (salesorder); "unbound": one action call
+# takes the contract ids (ContractIds, comma separated). Which one an environment has is checked
+# against its $metadata before invoicing.
+INVOICE_CREATE_STYLES = ("bound", "unbound")
+DEFAULT_INVOICE_CREATE_STYLE = "bound"
 
 # Logical name -> entity set name. A profile overrides only those that differ in its
 # environment's version; an unknown logical name in a profile is refused (a typo would
@@ -202,6 +209,7 @@ class Profile:
     sim_db: str | None = None
     invoice_create_action: str = DEFAULT_INVOICE_CREATE_ACTION
     invoice_confirm_action: str = DEFAULT_INVOICE_CONFIRM_ACTION
+    invoice_create_style: str = DEFAULT_INVOICE_CREATE_STYLE
     entity_names: dict[str, str] = field(default_factory=_default_entity_names, hash=False)
     pinned_org_id: str | None = None
     identities: tuple[str, ...] = ()
@@ -491,6 +499,12 @@ def _validated(p: Profile) -> dict[str, Any]:
         if action is None or not _ACTION_RE.fullmatch(action):
             raise fail(key, f"{getattr(p, key)!r} is not an action name (e.g. {DEFAULT_INVOICE_CREATE_ACTION})")
         v[key] = action
+    style = (text("invoice_create_style") or "").lower()
+    if style not in INVOICE_CREATE_STYLES:
+        raise fail(
+            "invoice_create_style", f"{p.invoice_create_style!r} is not one of {', '.join(INVOICE_CREATE_STYLES)}"
+        )
+    v["invoice_create_style"] = style
     overrides = p.entity_names
     if not isinstance(overrides, Mapping):
         raise fail("entity_names", "must be a table of logical name = entity set name")

@@ -203,8 +203,9 @@ class SimulatorProcess:
 
 
 def serving_files(db: Path) -> tuple[Path, Path]:
-    """(lock file, description file) of the simulator serving ``db``."""
-    db = Path(db)
+    """(lock file, description file) of the simulator serving ``db`` — named after the database's
+    real path, so every spelling of it (a symlink, ``sub/../w.sqlite``) finds the same files."""
+    db = Path(os.path.realpath(db))
     return db.with_name(db.name + ".serving.lock"), db.with_name(db.name + ".serving.json")
 
 
