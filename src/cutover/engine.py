@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -117,14 +118,25 @@ def first_unfinished(journal: Journal, env: str, runbook: Runbook) -> str | None
     return next((s.id for s in runbook if not states[s.id].finished), None)
 
 
-def _figures(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
+def _plain(value: Any) -> Any:
+    """``value`` as journal-safe data: dataclasses and mappings as dicts, sequences as lists,
+    floats (rates, seconds — never money) as text with millisecond precision, Decimal as is."""
+    if value is None or isinstance(value, (str, int, bool, Decimal)):
+        return value
+    if isinstance(value, float):
+        return f"{value:.3f}"
     if isinstance(value, Mapping):
-        return dict(value)
+        return {str(k): _plain(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: v for k, v in dataclasses.asdict(value).items() if not isinstance(v, float)}
-    return {"value": str(value)}
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def _figures(value: Any) -> dict[str, Any]:
+    plain = _plain(value)
+    return plain if isinstance(plain, dict) else ({} if plain is None else {"value": plain})
 
 
 def _progress(step: Step, payload: Any) -> StepProgress:
@@ -208,7 +220,7 @@ async def _run_step(step, ctx: RunContext, operator: Operator, state: StepState,
                 CheckPassed(
                     step.id,
                     summary=f"already done before the interruption: {evidence.summary}",
-                    figures=dict(evidence.figures),
+                    figures=_figures(evidence.figures),
                 )
             )
             yield _done(step, ctx)
@@ -271,13 +283,13 @@ async def _check(step: Step, ctx: RunContext, operator: Operator, record):
         return
     evidence: Evidence = await step.check(ctx)
     if evidence.status == "ok":
-        yield record(CheckPassed(step.id, summary=evidence.summary, figures=dict(evidence.figures)))
+        yield record(CheckPassed(step.id, summary=evidence.summary, figures=_figures(evidence.figures)))
         return
     if evidence.status == "failed":
         summary = evidence.summary
         if step.kind is not Kind.AUTO:
             summary = f"the attestation is contradicted by live state: {summary}"
-        yield record(CheckFailed(step.id, summary=summary, figures=dict(evidence.figures)))
+        yield record(CheckFailed(step.id, summary=summary, figures=_figures(evidence.figures)))
         yield record(StepFailed(step.id, message=summary))
         raise _Stop(step.id, summary)
     acknowledged = None

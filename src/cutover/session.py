@@ -18,6 +18,7 @@ from typing import Any
 from .auth import OnCode, pool_sources_for, token_sources_for
 from .config import Profile, check_fingerprint
 from .dataverse import DataverseClient
+from .errors import UsageError
 from .fno import FnoClient
 from .simprocess import SimulatorProcess
 from .transport import Transport
@@ -33,6 +34,18 @@ class Session:
     dataverse_root: str
     fno_root: str
     transports: list[Transport] = field(default_factory=list)
+    simulator: SimulatorProcess | None = None  # the profile's own simulator, when it has one
+
+    def simulator_admin(self) -> tuple[str, dict[str, str]]:
+        """(base URL, headers) of the rehearsal simulator's admin surface (``/_sim/…``).
+
+        Only a rehearsal profile with its own simulator database knows the admin token."""
+        if self.simulator is None or not self.simulator.admin_token:
+            raise UsageError(
+                f"profile '{self.profile.name}' has no simulator of its own whose admin surface this run can use",
+                fix="rehearse with a profile made by `cutover env add NAME --kind rehearsal --sim-db PATH`",
+            )
+        return self.simulator.url or "", self.simulator.admin_headers()
 
     async def whoami(self) -> dict[str, Any]:
         """Dataverse's WhoAmI answer (OrganizationId, UserId, BusinessUnitId)."""
@@ -68,8 +81,10 @@ async def open_session(
     environ = os.environ if environ is None else environ
     async with contextlib.AsyncExitStack() as stack:
         sim_url = None
+        simulator = None
         if profile.embedded_simulator:
-            sim_url = await stack.enter_async_context(SimulatorProcess(profile.sim_db_path(workspace)))
+            simulator = SimulatorProcess(profile.sim_db_path(workspace))
+            sim_url = await stack.enter_async_context(simulator)
         elif profile.is_rehearsal:
             sim_url = profile.dataverse_url
         dv_root, fno_root = _roots(profile, sim_url if profile.embedded_simulator else None)
@@ -96,6 +111,7 @@ async def open_session(
                 dv_root,
                 fno_root,
                 transports + [fno_transport],
+                simulator,
             )
         finally:
             for t in transports + [fno_transport]:
