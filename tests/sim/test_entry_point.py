@@ -106,3 +106,29 @@ def test_bad_usage_is_exit_2(args, fragment):
     r = _run(*args)
     assert r.returncode == 2 and r.stdout == ""
     assert fragment in r.stderr
+
+
+def test_seed_builds_a_world_and_refuses_to_replace_one_without_force(tmp_path):
+    """`python -m cutover.sim seed`: how the tool's core seeds a rehearsal without importing the simulator."""
+    import subprocess
+    import sys
+
+    db, extract = tmp_path / "w.sqlite", tmp_path / "legacy.csv"
+    first = subprocess.run(
+        [sys.executable, "-m", "cutover.sim", "seed", "--db", str(db), "--extract", str(extract), "--seed", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith(f"seeded {db}: organization ") and str(extract) in first.stdout
+    assert extract.read_text(encoding="utf-8").startswith("legacy_id,")
+    before = db.read_bytes()
+    again = subprocess.run(
+        [sys.executable, "-m", "cutover.sim", "seed", "--db", str(db), "--extract", str(tmp_path / "other.csv")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr
+    assert db.read_bytes() == before and not (tmp_path / "other.csv").exists()

@@ -1,6 +1,11 @@
 """``python -m cutover.sim``: the rehearsal simulator's own entry point (no click, no client code).
 
     python -m cutover.sim serve --db PATH [--port N] [--window-scale F] [--parent-pid N]
+    python -m cutover.sim seed --db PATH [--scale small|medium|large] [--seed N] [--extract FILE] [--force]
+
+``seed`` builds a world exactly as ``cutover sim seed`` does (:mod:`cutover.sim.worldfile`):
+the tool's own core starts it this way (a rehearsal), never by importing the simulator. It
+prints one line, ``seeded PATH: organization ORG; legacy extract EXTRACT``.
 
 Serves the seeded simulator database ``PATH`` on 127.0.0.1 until stopped, as
 ``cutover sim serve`` does. Standard output, each line flushed at once so a parent process
@@ -97,7 +102,30 @@ def parser() -> argparse.ArgumentParser:
         metavar="PID",
         help="Stop (cleanly) when this process is gone: the program that started the simulator.",
     )
+    seed = commands.add_parser(
+        "seed", help="Build a seeded world.", description="Build a seeded world and its legacy extract."
+    )
+    seed.add_argument("--db", type=Path, required=True, help="Simulator database file to create.")
+    seed.add_argument("--scale", default="small", help="small, medium or large (default: small).")
+    seed.add_argument("--seed", type=int, default=1, help="Same seed, same world (default: 1).")
+    seed.add_argument("--extract", type=Path, default=None, help="Where to write the legacy extract CSV.")
+    seed.add_argument("--force", action="store_true", help="Replace an existing simulator database.")
     return p
+
+
+def seed(db: Path, scale: str, seed_value: int, extract: Path | None, force: bool) -> int:
+    from cutover.errors import CutoverError
+
+    from .worldfile import seed_database
+
+    try:
+        summary = seed_database(db, scale=scale, seed=seed_value, extract=extract, force=force)
+    except CutoverError as exc:
+        return _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        return _fail("cancelled", EXIT_ENVIRONMENT)
+    _say(f"seeded {db}: organization {summary.organization_id}; legacy extract {summary.extract_path}")
+    return EXIT_OK
 
 
 def _fail(message: str, code: int) -> int:
@@ -201,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
         return serve(args.db, args.port, args.window_scale, args.parent_pid)
+    if args.command == "seed":
+        return seed(args.db, args.scale, args.seed, args.extract, args.force)
     return EXIT_USAGE  # unreachable: argparse refuses unknown commands
 
 
