@@ -99,7 +99,7 @@ def test_a_port_in_use_is_one_line_and_exit_3(world_db: Path):
         (("serve", "--db", "x", "--window-scale", "inf"), "'inf' is not a finite number"),
         (("serve", "--db", "x", "--window-scale=-inf"), "'-inf' is not a finite number"),
         (("serve", "--db", "x", "--parent-pid", "abc"), "'abc' is not a process id"),
-        (("seed",), "invalid choice: 'seed'"),
+        (("seed",), "the following arguments are required: --db"),
     ],
 )
 def test_bad_usage_is_exit_2(args, fragment):
