@@ -50,8 +50,8 @@ stays just under both limits (:class:`Pacer`, one per transport):
   conservative. A service that charges more than the wall time (the rehearsal simulator with
   ``latency_factor < 1``) is learned from: when a request meets a throttle although the pacer's
   own estimate of the last window is under the limit, ``m`` rises to ``limit ÷ estimate`` (at
-  most ×2 per event, at most once per half window), and it decays slowly back towards 1 while
-  answers are clean (a throttle injected for other reasons must not slow the night for good).
+  most ×8 per event, at most once per half window), and it decays slowly back towards 1 while
+  answers are clean (0.1 % per answer) (a throttle injected for other reasons must not slow the night for good).
   Before a request is sent its cost is estimated from the recent cost per record; when it
   completes, the schedule is corrected by the difference.
 - ``window_scale`` shrinks the window (and the counts with it) exactly as the simulator's
@@ -228,8 +228,8 @@ class Pacer:
     """Paces one identity (one transport) to its window: call :meth:`before` before each
     request and :meth:`after` when it ends."""
 
-    GROWTH_CAP = 2.0  # the execution factor at most doubles per throttle event
-    DECAY = 0.995  # … and shrinks by this much per clean answer, down to 1
+    GROWTH_CAP = 8.0  # the execution factor grows at most this much per throttle event
+    DECAY = 0.999  # … and shrinks by this much per clean answer, down to 1
 
     def __init__(self, pacing: Pacing, *, clock: Callable[[], float] = time.monotonic, sleep=asyncio.sleep):
         self.pacing = pacing
