@@ -1,0 +1,1 @@
+"""Full screens: the environment picker, the runbook, the help."""
