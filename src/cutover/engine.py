@@ -94,10 +94,22 @@ class StepState:
     last_event: str | None = None
 
 
+ROLLED_BACK = "rollback.finished"
+ROLLBACK_FROM = "migrate.milestones"
+
+
 def step_states(journal: Journal, env: str, runbook: Runbook) -> dict[str, StepState]:
-    """Each step's state as the journal records it (the latest run of ``env``)."""
+    """Each step's state as the journal records it (the latest run of ``env``).
+
+    A finished rollback (``rollback.finished``, :mod:`cutover.rollback`) undoes the migration
+    and everything after it: those steps read unfinished again, so the next run does them anew."""
     states = {s.id: StepState() for s in runbook}
+    ids = list(states)
     for entry in journal.entries(env):
+        if entry.kind == ROLLED_BACK and ROLLBACK_FROM in states:
+            for sid in ids[ids.index(ROLLBACK_FROM) :]:
+                states[sid] = StepState(last_event=ROLLED_BACK)
+            continue
         if entry.step not in states:
             continue
         st = states[entry.step]

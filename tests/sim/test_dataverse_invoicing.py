@@ -222,3 +222,29 @@ async def test_actions_answer_only_post(sim, lines):
     """'Use Web API actions': actions are invoked with POST; a GET on an action is not allowed (405)."""
     r = await sim.dv("GET", f"salesorders({lines[0]['contract_id']})/{NS}.msdyn_NewInvoiceContract")
     error_of(r, 405)
+
+
+async def test_deleting_a_draft_invoice_returns_its_milestones_to_ready(sim, lines):
+    """Deleting a draft pro-forma invoice removes its lines and puts its milestones back to Ready
+    for invoicing (the simulator's reading; not documented by Microsoft), so they can be
+    deleted or invoiced again."""
+    keys = [await add(sim, lines[0], "10.50"), await add(sim, lines[1], "20.25")]
+    invoice_id = body(await create_invoice(sim, lines[0]["contract_id"]))["invoiceid"]
+    assert [await status_of(sim, k) for k in keys] == [CREATED, CREATED]
+    r = await sim.dv("DELETE", f"invoices({invoice_id})")
+    assert r.status_code == 204, r.text
+    assert (await sim.dv("GET", f"invoices({invoice_id})")).status_code == 404
+    details = body(await sim.dv("GET", f"invoicedetails?$filter=_invoiceid_value eq {invoice_id}"))["value"]
+    assert details == []
+    assert [await status_of(sim, k) for k in keys] == [READY, READY]
+    assert (await sim.dv("DELETE", f"{MILESTONES}({keys[0]})")).status_code == 204
+
+
+async def test_a_confirmed_invoice_cannot_be_deleted(sim, lines):
+    keys = [await add(sim, lines[0], "10.50")]
+    invoice_id = body(await create_invoice(sim, lines[0]["contract_id"]))["invoiceid"]
+    assert (await confirm(sim, invoice_id)).status_code == 204
+    r = await sim.dv("DELETE", f"invoices({invoice_id})")
+    assert "only a draft invoice can be deleted" in error_of(r, 400, INVALID_ARGUMENT)
+    assert body(await sim.dv("GET", f"invoices({invoice_id})"))["msdyn_projectinvoicestatus"] == 192350002
+    assert await status_of(sim, keys[0]) == POSTED

@@ -249,6 +249,13 @@ async def _migrate(ctx: RunContext) -> AsyncIterator[Any]:
     session = _need_session(ctx)
     result = await validated(ctx)
     plan = plan_migration(result, await read_existing(session))
+    # Journaled before anything is written: which ids this run creates and which existed
+    # already, so a rollback deletes exactly the run's own milestones (cutover.rollback).
+    yield {
+        "message": f"plan: {plan.summary()}",
+        "created_ids": plan.create["milestone_id"].to_list(),
+        "existing_ids": plan.update["milestone_id"].to_list() + plan.identical["milestone_id"].to_list(),
+    }
     outcome = None
     # The engine already confirmed a production write and checked the organization; the gate
     # checked the map version, so the load's own map check would only repeat it.

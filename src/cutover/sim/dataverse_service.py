@@ -617,6 +617,8 @@ class DataverseService:
             self._check_version(entity, key, req.headers["if-match"].strip())
         if entity is MILESTONES:
             self._milestone_rules({}, current)
+        if entity.name == "invoices":
+            invoices.delete_invoice(self.conn, key)
         self.conn.execute(f'DELETE FROM "{entity.table}" WHERE "{entity.key[0]}" = ?', (key,))
         return SimResponse(204, b"", {"OData-Version": "4.0"}, records=1, writes=True)
 

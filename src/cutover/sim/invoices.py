@@ -3,6 +3,10 @@
 Create: one draft pro-forma invoice for the contract's Ready-for-invoicing milestones, one
 invoice line per contract line; the invoice's ``msdyn_projectinvoicestatus`` is Draft
 (192350000) and the milestones become Customer invoice created (192350002).
+Delete (``DELETE invoices(id)``): only a draft (or in-review) invoice can be deleted; its lines
+go with it and its milestones return to Ready for invoicing — the simulator's reading of what
+deleting a draft pro-forma invoice does (not documented by Microsoft). A confirmed invoice is
+posted and cannot be deleted (400).
 Confirm: ``msdyn_projectinvoicestatus`` becomes Confirmed (192350002), beside statecode 2 /
 statuscode 100001 (the simulator's choice), and the milestones Customer invoice posted
 (192350003); what that does in F&O depends on the dual-write maps (see dualwrite.py).
@@ -160,3 +164,29 @@ def confirm_invoice(conn: sqlite3.Connection, invoice_id: str) -> None:
     ).fetchall():
         _set_milestone_status(conn, mid, INVOICE_STATUS_POSTED)
     dualwrite.invoice_confirmed(conn, invoice_id)
+
+
+PROJECT_INVOICE_IN_REVIEW = 192350001
+
+
+def delete_invoice(conn: sqlite3.Connection, invoice_id: str) -> None:
+    """Before ``DELETE invoices(id)``: refuse a confirmed invoice; remove a draft's lines and
+    links, and put its milestones back to Ready for invoicing."""
+    row = conn.execute(
+        'SELECT invoicenumber, statuscode, msdyn_projectinvoicestatus FROM "dv_invoices" WHERE invoiceid = ?',
+        (invoice_id,),
+    ).fetchone()
+    if row is None:
+        raise errors.not_found_record("invoice", invoice_id)
+    if row[1] != INVOICE_STATUSCODE_DRAFT or row[2] not in (None, PROJECT_INVOICE_DRAFT, PROJECT_INVOICE_IN_REVIEW):
+        raise SimError(
+            400,
+            errors.INVALID_ARGUMENT,
+            f"Invoice {row[0]} is confirmed (project invoice status {row[2]}); only a draft invoice can be deleted.",
+        )
+    for (mid,) in conn.execute(
+        "SELECT milestoneid FROM sim_invoice_milestones WHERE invoiceid = ?", (invoice_id,)
+    ).fetchall():
+        _set_milestone_status(conn, mid, INVOICE_STATUS_READY)
+    conn.execute("DELETE FROM sim_invoice_milestones WHERE invoiceid = ?", (invoice_id,))
+    conn.execute('DELETE FROM "dv_invoicedetails" WHERE _invoiceid_value = ?', (invoice_id,))
