@@ -332,3 +332,33 @@ async def test_an_answer_that_is_not_the_web_api_is_a_clear_service_error():
         with pytest.raises(DataverseResponseError, match="the profile's Dataverse URL is the organization URL") as info:
             await dv.query_all(MILESTONES)
         assert info.value.exit_code == 3 and "https://org.example/api/data/v9.2/" in str(info.value)
+
+
+async def test_delete_is_idempotent_and_refused_by_a_read_only_client(sim):
+    """DELETE set(key): True when it removed the record, False when it was not there; a
+    read-only client refuses before sending (the request log shows no DELETE)."""
+    import uuid as _uuid
+
+    from cutover.dataverse import DataverseClient
+    from cutover.tokens import StaticToken
+    from cutover.transport import ReadOnlyViolation, Transport
+    from tests.conftest import DV, fixed_price_line, milestone_payload
+
+    line = fixed_price_line(sim.conn)
+    key = str(_uuid.uuid4())
+    r = await sim.dv("PATCH", f"msdyn_contractlinescheduleofvalues({key})", json=milestone_payload(line, amount=100))
+    assert r.status_code in (200, 204), r.text
+    token = await sim.token()
+    writer = DataverseClient(
+        Transport(f"{sim.client.base_url}{DV}", StaticToken(token), environment="t", client=sim.client)
+    )
+    reader = DataverseClient(
+        Transport(f"{sim.client.base_url}{DV}", StaticToken(token), environment="t", read_only=True, client=sim.client)
+    )
+    seen = len(await sim.log())
+    with pytest.raises(ReadOnlyViolation, match="read-only"):
+        await reader.delete("msdyn_contractlinescheduleofvalues", key)
+    assert not [e for e in (await sim.log())[seen:] if e["method"] == "DELETE"]
+    assert await writer.delete("msdyn_contractlinescheduleofvalues", key) is True
+    assert await writer.delete("msdyn_contractlinescheduleofvalues", key) is False
+    assert (await sim.dv("GET", f"msdyn_contractlinescheduleofvalues({key})")).status_code == 404

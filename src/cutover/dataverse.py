@@ -209,6 +209,27 @@ class DataverseClient:
         await self._transport().request("PATCH", path, content=body, headers=headers, idempotent=not create_only)
         return odata.guid(key) if not isinstance(key, Mapping) else path
 
+    async def delete(self, entity_set: str, key: object) -> bool:
+        """``DELETE set(key)``; False when the record was not there (404 "Does Not Exist"), so a
+        repeated delete is harmless. Deletes are idempotent and retried like reads."""
+        path = odata.name_segment(entity_set) + odata.key_segment(key)
+        self._refuse_writes("DELETE", path)
+        t = self._transport()
+        r = await t.request("DELETE", path, accept=(404,))
+        if r.status_code == 404:
+            code, text = odata.error_of(r.content, r.status_code, r.reason_phrase)
+            if code not in (None, OBJECT_DOES_NOT_EXIST):  # e.g. an unknown entity set: not "no such record"
+                raise NotFound(
+                    self.environment,
+                    "DELETE",
+                    self.base_url + path,
+                    f"not found (404, {code}): {text}",
+                    status=404,
+                    code=code,
+                )
+            return False
+        return True
+
     # --- actions and functions ---
 
     async def action(

@@ -489,17 +489,9 @@ async def _live(session: Any, record: RunRecord) -> LiveState:
 
 
 async def _delete(session: Any, entity_set: str, key: str, slot: int) -> bool:
-    """``DELETE set(key)``; False when it was not there (404 "does not exist")."""
-    pool = session.dataverse.pool
-    t = pool[slot % len(pool)]
-    path = odata.name_segment(entity_set) + odata.key_segment(uuid.UUID(key))
-    r = await t.request("DELETE", path, accept=(404,))
-    if r.status_code == 404:
-        code, text = odata.error_of(r.content, r.status_code, r.reason_phrase)
-        if code not in (None, _OBJECT_DOES_NOT_EXIST):
-            raise NotFound(t.environment, "DELETE", t.base_url + path, f"not found (404, {code}): {text}", status=404)
-        return False
-    return True
+    """``DELETE set(key)``; False when it was not there. ``slot`` is unused: the client spreads
+    requests over its identity pool itself."""
+    return await session.dataverse.delete(entity_set, uuid.UUID(key))
 
 
 async def _delete_all(
