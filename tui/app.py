@@ -27,7 +27,7 @@ import os
 import signal
 import tempfile
 import traceback
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +78,10 @@ class CutoverApp(App[int]):
         cutover_date: str | None = None,
         handle_signals: bool = False,
         claim: bool = True,
+        driver_factory: Callable[[Path, str], RunDriver] | None = None,
     ):
         super().__init__()
+        self.driver_factory = driver_factory or RunDriver
         self.workspace = Path(workspace)
         self.env = env
         self.source = source
@@ -114,7 +116,7 @@ class CutoverApp(App[int]):
 
     def open_environment(self, env: str) -> None:
         try:
-            driver = RunDriver(self.workspace, env)
+            driver = self.driver_factory(self.workspace, env)
         except CutoverError as exc:
             self.show_error(exc)
             if not isinstance(self.screen, EnvironmentScreen):

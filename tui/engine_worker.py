@@ -21,6 +21,7 @@ checks are the engine's. The TUI shows what it yields and answers what it asks (
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -71,9 +72,22 @@ class WorldPrepared:
 class RunDriver:
     """One environment of one workspace, as the TUI sees it."""
 
-    def __init__(self, workspace: Path, env: str, *, command: str = "cutover tui"):
+    def __init__(
+        self,
+        workspace: Path,
+        env: str,
+        *,
+        command: str = "cutover tui",
+        runbook: Runbook | None = None,
+        opener: Callable[..., contextlib.AbstractAsyncContextManager[Any]] | None = None,
+    ):
+        """``runbook`` and ``opener`` (``opener(on_code=…, cancel=…)`` → async context of a
+        session, or of None) replace the real runbook and environment: tests run synthetic
+        steps on a production profile this way, as ``tests/test_engine.py`` does."""
         self.workspace = Path(workspace)
         self.env = env
+        self._runbook = runbook or RUNBOOK
+        self._opener = opener
         self.profile: Profile = load_config(self.workspace).get(env)
         self.journal = Journal.open(self.workspace)
         self._lock = WriterLock(self.workspace, env, command=command)
@@ -96,9 +110,9 @@ class RunDriver:
 
     def runbook(self, options: RunOptions | None = None) -> Runbook:
         options = options or RunOptions()
-        book = RUNBOOK
+        book = self._runbook
         if self.can_perform_in_simulator and options.perform_in_simulator:
-            book = rehearsal_runbook(RUNBOOK, [f for f in options.faults if f in FAULTS_OFFERED])
+            book = rehearsal_runbook(book, [f for f in options.faults if f in FAULTS_OFFERED])
         return book.until(options.until) if options.until else book
 
     # --- the writer lock ---------------------------------------------------------------------
@@ -126,10 +140,10 @@ class RunDriver:
     # --- what the journal says ---------------------------------------------------------------
 
     def states(self) -> dict[str, StepState]:
-        return step_states(self.journal, self.env, RUNBOOK)
+        return step_states(self.journal, self.env, self._runbook)
 
     def first_unfinished(self) -> str | None:
-        return first_unfinished(self.journal, self.env, RUNBOOK)
+        return first_unfinished(self.journal, self.env, self._runbook)
 
     def entries(self, since: int = 0) -> list[Entry]:
         return list(self.journal.entries(self.env, since=since))
@@ -186,6 +200,9 @@ class RunDriver:
         date = cutover_date or dt.datetime.now(dt.UTC).date().isoformat()
         return await asyncio.to_thread(RunInputs.of, Path(source), mapping, date)
 
+    def _open_session(self, *, on_code: Any = None, cancel: Any = None):
+        return open_session(self.profile, self.workspace, write_pool=True, on_code=on_code, cancel=cancel)
+
     async def events(
         self,
         inputs: RunInputs,
@@ -201,11 +218,12 @@ class RunDriver:
                 "this window watches the run read-only; another process is the writer",
                 fix="close the other window first, then reopen this one",
             )
-        async with open_session(
-            self.profile, self.workspace, write_pool=True, on_code=on_code, cancel=cancel
-        ) as session:
-            await session.whoami()  # sign in now, while the operator looks at the device code
-            where = session.sim_url or session.dataverse_root
+        opener = self._opener or self._open_session
+        async with opener(on_code=on_code, cancel=cancel) as session:
+            where = "(no session)"
+            if session is not None:
+                await session.whoami()  # sign in now, while the operator looks at the device code
+                where = session.sim_url or session.dataverse_root
             yield Connected(self.env, where)
             perform = self.can_perform_in_simulator and options.perform_in_simulator
             ctx = RunContext(

@@ -38,12 +38,35 @@ def screen_text(app: CutoverApp) -> str:
     return console.export_text()
 
 
+def text_of(screen, selector: str) -> str:
+    """The text a Static shows (whole, however the terminal wraps it)."""
+    content = screen.query_one(selector).content
+    return getattr(content, "plain", None) or str(content)
+
+
+def status(app: CutoverApp) -> str:
+    return text_of(runbook(app), "#status")
+
+
+def detail(app: CutoverApp) -> str:
+    screen = runbook(app)
+    return text_of(screen, "#detail-head") + "\n" + text_of(screen, "#detail-body")
+
+
 async def until(pilot, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}:\n{screen_text(pilot.app)}")
         await pilot.pause(0.05)
+
+
+async def press_button(pilot, selector: str) -> None:
+    """Click a button of the modal on top, once it is there."""
+    await until(pilot, lambda: bool(pilot.app.screen.query(selector)) and pilot.app.screen.is_current, 5, selector)
+    await pilot.pause()
+    await pilot.click(selector)
+    await pilot.pause()
 
 
 def runbook(app: CutoverApp) -> RunbookScreen:
@@ -56,13 +79,13 @@ async def attest(pilot, name: str = OPERATOR) -> str:
     assert isinstance(modal, AttestModal), type(modal)
     step = modal.step.id
     field = modal.query_one("#attest-name")
-    field.value = ""
-    await pilot.click("#attest-name")
-    await pilot.press(*name)
+    if field.value != name:  # the modal remembers the last name typed; type it only the first time
+        field.value = ""
+        await pilot.click("#attest-name")
+        await pilot.press(*name)
     await pilot.press("enter")  # to the statement
     await pilot.press("space")  # tick it
-    await pilot.click("#confirm")
-    await pilot.pause()
+    await press_button(pilot, "#confirm")
     return step
 
 
@@ -81,7 +104,7 @@ async def drive_run(pilot, *, stop_when: Callable[[], bool] | None = None, timeo
         if isinstance(top, AttestModal):
             answered.append(await attest(pilot))
         elif isinstance(top, ConfirmModal) and top.purpose == "point-of-no-return":
-            await pilot.click("#confirm")
+            await press_button(pilot, "#confirm")
             answered.append("point-of-no-return")
         if time.monotonic() > deadline:
             raise AssertionError(f"the run did not end:\n{screen_text(app)}")

@@ -76,7 +76,7 @@ class StepDetail(VerticalScroll):
         head.append(f"  {step.kind}  ")
         head.append(f"{symbol} {state}", style="bold")
         if attested_by:
-            head.append(f" by {attested_by}")
+            head.append(f" (attested by {attested_by})")
         head.append(f"\n{step.title}", style="bold")
         self.query_one("#detail-head", Static).update(head)
         self.query_one(ProgressPanel).show(progress)
