@@ -316,4 +316,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         counts[record.get("outcome", ERROR)] = counts.get(record.get("outcome", ERROR), 0) + 1
     order = (PASSED, FAILED, NOT_VERIFIED, ERROR, SKIPPED)
     line = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
+    for record in state["records"]:
+        if record.get("outcome") in (NOT_VERIFIED, FAILED, ERROR):
+            label = record["outcome"].upper()
+            terminalreporter.write_line(f"{label}: {record.get('scenario')}: {str(record.get('message', ''))[:500]}")
     terminalreporter.write_sep("=", f"cutover scenarios: {line}")
