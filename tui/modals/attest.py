@@ -10,12 +10,13 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Checkbox, Input, Static
+from textual.widgets import Button, Input, Static
 
 from cutover.runbook.model import Kind, Step
 from cutover.runbook.operator import Attestation
 
 from ..widgets.step_detail import click_path_text
+from ..widgets.tick import Tick
 from .base import Modal
 
 
@@ -23,6 +24,10 @@ def statement_of(step: Step) -> str:
     if step.kind is Kind.ATTEST:
         return f"I confirm: {step.title}"
     return f"I did it, as the click path says: {step.title}"
+
+
+def tick_label(step: Step) -> str:
+    return "I confirm this is true" if step.kind is Kind.ATTEST else "I did this step, as the click path says"
 
 
 class AttestModal(Modal[Attestation | None]):
@@ -53,7 +58,7 @@ class AttestModal(Modal[Attestation | None]):
                         markup=False,
                     )
             yield Input(value=self.default_name, placeholder="your name (recorded in the journal)", id="attest-name")
-            yield Checkbox(statement_of(step), id="attest-confirm", compact=True)
+            yield Tick(tick_label(step), id="attest-confirm", compact=True)
             yield Static("", id="attest-problem", classes="modal-problem", markup=False)
             with Horizontal(classes="modal-buttons"):
                 yield Button("Attest", id="confirm", variant="primary", compact=True)
@@ -64,7 +69,7 @@ class AttestModal(Modal[Attestation | None]):
 
     def _submit(self) -> None:
         name = self.query_one("#attest-name", Input).value.strip()
-        confirmed = self.query_one("#attest-confirm", Checkbox).value
+        confirmed = self.query_one("#attest-confirm", Tick).value
         problem = self.query_one("#attest-problem", Static)
         if not name:
             problem.update("type your name: the journal records who attested")
@@ -72,16 +77,16 @@ class AttestModal(Modal[Attestation | None]):
             return
         if not confirmed:
             problem.update("tick the statement (space) to confirm it")
-            self.query_one("#attest-confirm", Checkbox).focus()
+            self.query_one("#attest-confirm", Tick).focus()
             return
         self.dismiss(Attestation(name, statement_of(self.step)))
 
     @on(Input.Submitted, "#attest-name")
     def _name_entered(self) -> None:
-        if self.query_one("#attest-confirm", Checkbox).value:
+        if self.query_one("#attest-confirm", Tick).value:
             self._submit()
         else:
-            self.query_one("#attest-confirm", Checkbox).focus()
+            self.query_one("#attest-confirm", Tick).focus()
 
     @on(Button.Pressed, "#confirm")
     def _yes(self) -> None:

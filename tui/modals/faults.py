@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Checkbox, SelectionList, Static
+from textual.widgets import Button, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
+from ..widgets.tick import Tick
 from .base import Modal
 
 
@@ -36,7 +37,7 @@ class FaultsModal(Modal[RehearsalChoice | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal-body wide tall") as body:
             body.border_title = "Rehearsal"
-            yield Checkbox(
+            yield Tick(
                 "Perform manual steps in the simulator (you still attest them)",
                 value=self.chosen.perform_in_simulator,
                 id="perform",
@@ -56,7 +57,7 @@ class FaultsModal(Modal[RehearsalChoice | None]):
 
     @on(Button.Pressed, "#confirm")
     def _yes(self) -> None:
-        perform = self.query_one("#perform", Checkbox).value
+        perform = self.query_one("#perform", Tick).value
         faults = tuple(self.query_one("#fault-list", SelectionList).selected)
         self.dismiss(RehearsalChoice(perform, faults))
 

@@ -34,7 +34,7 @@ class EnvironmentScreen(Screen):
                 yield OptionList(
                     *(
                         Option(
-                            f"{'PRODUCTION ' if p.kind == 'production' else ''}{name:<16} {p.kind:<11} {_where(p)}",
+                            f"{name:<16} {p.kind.upper() if p.kind == 'production' else p.kind:<11} {_where(p)}",
                             id=name,
                         )
                         for name, p in self.profiles.items()

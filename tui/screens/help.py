@@ -43,7 +43,8 @@ def binding_rows(screen: Screen) -> list[BindingRow]:
             continue
         description = binding.description + (f" — {binding.tooltip}" if binding.tooltip else "")
         rows[index] = BindingRow(display, description, binding.id or "", binding.action, active.node)
-    return list(rows.values())
+    ordered = list(rows.values())
+    return [r for r in ordered if r.binding_id] + [r for r in ordered if not r.binding_id]
 
 
 class HelpScreen(Modal[None]):
@@ -55,9 +56,9 @@ class HelpScreen(Modal[None]):
         with Vertical(classes="modal-body wide") as body:
             body.border_title = "Keys"
             table: DataTable = DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
-            table.add_columns("key", "action", "id")
+            table.add_columns("key", "id", "action")
             for row in self.rows:
-                table.add_row(row.keys, row.description, row.binding_id)
+                table.add_row(row.keys, row.binding_id, row.description)
             yield table
             yield Static(
                 "Every action is also in the command palette (ctrl+p). Remap keys in cutover.toml:\n"

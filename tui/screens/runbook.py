@@ -46,7 +46,7 @@ from ..modals.faults import FaultsModal, RehearsalChoice
 from ..modals.source import SourceChoice, SourceModal
 from ..modals.text import TextModal
 from ..operator import TuiOperator
-from ..widgets.present import display_state, figures_text, is_progress, journal_line
+from ..widgets.present import display_state, figures_text, is_progress, journal_line, progress_text
 from ..widgets.step_detail import StepDetail
 from ..widgets.step_list import StepList
 
@@ -56,14 +56,14 @@ POLL_SECONDS = 1.0
 class RunbookScreen(Screen):
     BINDINGS = [
         Binding("r", "run", "Run/retry", id="run.continue", tooltip="Run from the first unfinished step on"),
-        Binding("n", "run_next", "Next step", id="run.next", tooltip="Run the next unfinished step only"),
+        Binding("n", "run_next", "Next", id="run.next", tooltip="Run the next unfinished step only"),
         Binding("x", "stop", "Stop", id="run.stop", tooltip="Stop the run (nothing is lost; r resumes)"),
         Binding("i", "investigate", "Investigate", id="step.investigate", tooltip="The step's journal and error"),
-        Binding("c", "copy", "Copy", id="step.copy", tooltip="Copy the step id and its error (OSC 52)"),
-        Binding("j", "journal", "Journal", id="run.journal", tooltip="The whole run's journal"),
-        Binding("s", "choose_source", "Extract", id="run.source", tooltip="Choose the legacy extract"),
+        Binding("c", "copy", "Copy", id="step.copy", show=False, tooltip="Copy the step id and its error (OSC 52)"),
+        Binding("j", "journal", "Journal", id="run.journal", show=False, tooltip="The whole run's journal"),
+        Binding("s", "choose_source", "Extract", id="run.source", show=False, tooltip="Choose the legacy extract"),
         Binding("f", "rehearsal", "Rehearsal", id="rehearsal.options", tooltip="Perform in simulator, faults"),
-        Binding("e", "environments", "Envs", id="app.environments", tooltip="Pick another environment"),
+        Binding("e", "environments", "Envs", id="app.environments", show=False, tooltip="Pick another environment"),
     ]
 
     class EngineMessage(Message):
@@ -102,6 +102,7 @@ class RunbookScreen(Screen):
         self.last_finished: RunFinished | None = None
         self._device_modal: DeviceCodeModal | None = None
         self._seen_seq = 0
+        self._stopped_in: str | None = None
         self._detail_dirty = False
         self._snapshots: dict[str, dict | None] = {}
 
@@ -306,6 +307,7 @@ class RunbookScreen(Screen):
             self.action_choose_source()
             return
         self.last_finished = None
+        self._stopped_in = None
         self._status("Opening the environment…" + (" (starting the simulator)" if self.driver.profile.embedded_simulator else ""))  # fmt: skip
         options = self._options(until)
         self.worker = self.app.start_work(self._run(options), name="run", description=f"run {self.driver.env}")
@@ -333,14 +335,19 @@ class RunbookScreen(Screen):
 
     def action_stop(self) -> None:
         if self.running and self.worker is not None:
+            self._stopped_in = self.running_step or "the run"
             self.worker.cancel()
-            self._status(
-                f"Stopped by you in {self.running_step or 'the run'}; nothing is lost: r resumes there (it is checked first)."
-            )
+            self._status(self._stopped_text())
+
+    def _stopped_text(self) -> str:
+        return f"Stopped by you in {self._stopped_in}; nothing is lost: r resumes there (it is checked first)."
 
     @on(EngineMessage)
     def _engine_event(self, message: EngineMessage) -> None:
         event: EngineEvent | Any = message.event
+        if self._stopped_in is not None:  # events still queued when the operator stopped the run
+            self.refresh_all()
+            return
         if isinstance(event, Connected):
             self._status(f"Connected to {event.env} at {event.where}.")
             return
@@ -354,8 +361,10 @@ class RunbookScreen(Screen):
             if is_progress(event.figures):
                 self.progress[event.step] = event.figures
                 self._status(f"{event.step}: {figures_text(event.figures)}")
-            elif event.message:
-                self._status(f"{event.step}: {event.message}")
+            else:
+                said = progress_text(event.message, event.figures)
+                if said:
+                    self._status(f"{event.step}: {said}")
             if event.step == self.query_one(StepList).highlighted_step:
                 self.query_one(StepDetail).query_one("#progress").show(self.progress.get(event.step))
                 self._detail_dirty = True
@@ -389,8 +398,10 @@ class RunbookScreen(Screen):
     def _run_ended(self) -> None:
         self.running_step = None
         self.refresh_all()
-        if self.last_finished is None and self.worker is not None and self.worker.is_cancelled:
-            pass  # the status line already says it was stopped
+        if self._stopped_in is not None:
+            self._status(self._stopped_text())
+        elif self.last_finished is None:  # the run ended on an error (the error modal says which)
+            self._say_where_we_are()
         self.refresh_bindings()
 
     # --- selection ----------------------------------------------------------------------------------

@@ -39,6 +39,12 @@ def display_state(state: Any, running: bool) -> str:
 
 def entry_summary(kind: str, data: Mapping[str, Any]) -> str:
     """One line for a journal entry's data."""
+    figures = data.get("figures") or {}
+    if kind == "step.progress" and isinstance(figures, Mapping):
+        if "phase" in figures:
+            return progress_text(str(data.get("message") or ""), figures)
+        if is_progress(figures):
+            return figures_text(figures)
     for key in ("message", "summary", "reason", "statement", "title"):
         value = data.get(key)
         if value:
@@ -46,14 +52,21 @@ def entry_summary(kind: str, data: Mapping[str, Any]) -> str:
             if kind == "step.failed" and data.get("fix"):
                 text += f" — fix: {data['fix']}"
             return text
-    figures = data.get("figures") or {}
-    if isinstance(figures, Mapping) and "phase" in figures:
-        return f"{figures['phase']}: {figures.get('detail', '')}".rstrip(": ")
     if kind == "run.finished":
         return "finished" if data.get("ok") else f"stopped at {data.get('stopped_at')}"
     if kind == "run.started" and data.get("resumed_at"):
         return f"resumed at {data['resumed_at']}"
     return ""
+
+
+def progress_text(message: str, figures: Mapping[str, Any]) -> str:
+    """What a progress event says: its message, or its phase and detail (an operation's
+    ``PhaseStarted`` / ``PhaseFinished`` carry no message of their own)."""
+    if "phase" in figures:
+        return f"{figures['phase']}: {figures.get('detail') or ('started' if message == 'PhaseStarted' else 'done')}"
+    if message and (" " in message or not message[:1].isupper()):
+        return message
+    return ""  # a bare type name (Progress, ChunkLoaded): the figures say it better
 
 
 def journal_line(at: str, kind: str, actor: str | None, data: Mapping[str, Any]) -> str:
