@@ -10,7 +10,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from .verify_worlds import ENV, worlds  # noqa: F401  (the shared cache of rehearsed worlds)
+from . import verify_worlds
+from .verify_worlds import ENV
+
+worlds = verify_worlds.worlds  # the session's shared cache of rehearsed worlds (a fixture)
 
 pytest_plugins = ["pytester"]
 

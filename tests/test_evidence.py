@@ -18,7 +18,10 @@ from cutover.evidence import MANIFEST_FILE, file_records
 from cutover.journal import Journal
 from cutover.verification import run_verification
 
-from .verify_worlds import CUTOVER_DATE, ENV, worlds  # noqa: F401  (the shared cache of rehearsed worlds)
+from . import verify_worlds
+from .verify_worlds import CUTOVER_DATE, ENV
+
+worlds = verify_worlds.worlds  # the session's shared cache of rehearsed worlds (a fixture)
 
 
 def _sha(path: Path) -> str:

@@ -10,7 +10,9 @@ import pytest
 from cutover.evidence import SIGNATURES_FILE, write_manifest
 from cutover.signoff import AlreadySigned, PackTampered, check, sign
 
-from .verify_worlds import worlds  # noqa: F401  (the shared cache of rehearsed worlds)
+from . import verify_worlds
+
+worlds = verify_worlds.worlds  # the session's shared cache of rehearsed worlds (a fixture)
 
 
 @pytest.fixture

@@ -13,7 +13,10 @@ import pytest
 from cutover.simprocess import SimulatorProcess
 from cutover.verification import run_verification
 
-from .verify_worlds import ENV, worlds  # noqa: F401  (the shared, session-wide cache of rehearsed worlds)
+from . import verify_worlds
+from .verify_worlds import ENV
+
+worlds = verify_worlds.worlds  # the session's shared cache of rehearsed worlds (a fixture)
 
 AR_BALANCES = "Customer balances are unchanged"
 AR_POSTED = "No customer transaction was posted during the cutover"

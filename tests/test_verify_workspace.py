@@ -8,7 +8,10 @@ import shutil
 
 from cutover.verification import REPORTS_DIR, run_verification
 
-from .verify_worlds import ENV, worlds  # noqa: F401  (the shared cache of rehearsed worlds)
+from . import verify_worlds
+from .verify_worlds import ENV
+
+worlds = verify_worlds.worlds  # the session's shared cache of rehearsed worlds (a fixture)
 
 OWN_FEATURE = """\
 @ar @audit
