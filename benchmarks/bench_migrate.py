@@ -195,7 +195,9 @@ def bound(chunk: int, scale: float, cost: dict) -> float:
     return per_window / window
 
 
-async def load(base: str, lines: list[str], n: int, pool: int, chunk: int, pacing: Pacing | None, passes: int) -> dict:
+async def load(
+    base: str, lines: list[str], n: int, pool: int, chunk: int, pacing: Pacing | None, passes: int, *, warm: bool = True
+) -> dict:
     dv = DataverseClient(transports(base, pool), chunk=chunk)
     pacers: dict = {}
 
@@ -209,7 +211,7 @@ async def load(base: str, lines: list[str], n: int, pool: int, chunk: int, pacin
     # warm-up: until each identity's pacer has met its limit and learned what it costs, then one
     # more window of steady load (an unpaced client: until each identity has been throttled)
     t0 = time.perf_counter()
-    while True:
+    while warm:
         await one(records(lines, f"warm-{uuid.uuid4().hex[:6]}", chunk * 4 * pool))
         if pacing is None and all(t.stats.throttled for t in dv.pool):
             break
@@ -281,7 +283,7 @@ async def load_figures(args) -> None:
                 "protection",
                 json={"limits": {"enabled": False}, "cost": {**base_cost, "write_per_record": 0.005}},
             )
-            ceiling = (await load(url, lines, args.records, 4, args.chunk, None, 1))["rate"]
+            ceiling = (await load(url, lines, args.records, 4, args.chunk, None, 1, warm=False))["rate"]
             # a cost model whose pool-of-4 bound is a third of that ceiling (at most)
             per_identity = ceiling / 3 / 4
             write_per_record = max(
