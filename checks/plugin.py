@@ -205,8 +205,6 @@ def _classify(exc: BaseException, when: str) -> tuple[str, int | None, str]:
         return FAILED, None, str(exc) or "a check failed"
     if exc.__class__.__name__ in ("StepDefinitionNotFoundError", "StepImplementationError"):
         return ERROR, 2, f"{exc} (a step the step library does not know: check the wording)"
-    if isinstance(exc, (ValueError, TypeError)) and when == "call" and "step" in type(exc).__module__:
-        return ERROR, 2, str(exc)
     code = exit_code_of(exc)
     text = str(exc) if isinstance(exc, CutoverError) else f"{type(exc).__name__}: {exc}"
     return ERROR, code, text

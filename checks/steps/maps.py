@@ -20,6 +20,7 @@ from typing import Any
 from pytest_bdd import given, parsers, then
 
 from cutover.dualwrite_state import ACTUALS_MAP, INVOICES_MAP, MILESTONE_MAP
+from cutover.errors import InputError
 from cutover.journal import JOURNAL_FILE, Journal
 from cutover.runbook.probes import ORIGINAL_KEY, maps_running, original_version_running
 
@@ -84,6 +85,6 @@ def _(cutover, maps_context, evidence, names):
     words = [w.strip() for w in names.replace(" and ", ",").split(",") if w.strip()]
     unknown = [w for w in words if w not in MAP_WORDS]
     if unknown:
-        raise ValueError(f"unknown map {', '.join(unknown)} (known: {', '.join(MAP_WORDS)})")
+        raise InputError(f"unknown map {', '.join(unknown)} (known: {', '.join(MAP_WORDS)})")
     probe = maps_running(tuple(MAP_WORDS[w] for w in words))
     _judge(cutover.environment.run(probe(maps_context)), evidence)

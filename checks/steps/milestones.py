@@ -28,6 +28,7 @@ import polars as pl
 from pytest_bdd import given, parsers, then, when
 
 from cutover.domain import InvoiceStatus, ProjTransStatus, deterministic_id
+from cutover.errors import InputError
 from cutover.reconcile import LEVELS
 
 from ..outcomes import Finding, NotVerified
@@ -52,7 +53,7 @@ def _side(words: str) -> str:
     try:
         return SIDES[words.strip()]
     except KeyError:
-        raise ValueError(f"{words!r} is not a side; say {DATAVERSE} or {FNO}") from None
+        raise InputError(f"{words!r} is not a side; say {DATAVERSE} or {FNO}") from None
 
 
 def _readable(cutover, side: str) -> None:
@@ -65,7 +66,7 @@ def _fields(words: str) -> set[str]:
     out: set[str] = set()
     for part in (p.strip() for p in text.split(",") if p.strip()):
         if part not in FIELD_WORDS:
-            raise ValueError(f"{part!r} is not a milestone field (known: {', '.join(FIELD_WORDS)})")
+            raise InputError(f"{part!r} is not a milestone field (known: {', '.join(FIELD_WORDS)})")
         out.update(FIELD_WORDS[part])
     return out
 
@@ -253,7 +254,7 @@ def _invoice_status(words: str) -> int:
     for status in InvoiceStatus:
         if status.label.lower() == words.strip().lower():
             return int(status)
-    raise ValueError(f"{words!r} is not a milestone invoice status ({', '.join(s.label for s in InvoiceStatus)})")
+    raise InputError(f"{words!r} is not a milestone invoice status ({', '.join(s.label for s in InvoiceStatus)})")
 
 
 @then(parsers.parse('every one of them reads "{status}" in {side}'))
@@ -274,7 +275,12 @@ def _(cutover, milestones, evidence, status, side):
         )
         wrong = joined.filter(pl.col("status").ne_missing(want))
     else:
-        want_member = ProjTransStatus.from_member(status.strip()).member
+        try:
+            want_member = ProjTransStatus.from_member(status.strip()).member
+        except ValueError:
+            raise InputError(
+                f"{status!r} is not an F&O TransStatus ({', '.join(m.member for m in ProjTransStatus)})"
+            ) from None
         live = cutover.fno.select(pl.col("milestone_id").str.to_lowercase(), pl.col("trans_status").alias("reads"))
         joined = ids.join(live, on="milestone_id", how="left")
         wrong = joined.filter(pl.col("reads").ne_missing(want_member))
