@@ -421,16 +421,17 @@ async def test_a_paused_invoices_map_posts_on_resume(sim):
     assert after["ar_cur"] - before["ar_cur"] == invoice["totalamount"]
 
 
-async def test_invoicing_with_the_milestone_map_running_keeps_one_invoiced_fno_row(sim):
-    """Skipping the stop of the milestone map: the invoice steps' status changes (Customer invoice
-    created / posted) flow to F&O as updates of the same milestone; the value map has nothing for
-    them, so F&O keeps its one row, Invoiced."""
+async def test_invoicing_with_the_milestone_map_running_moves_the_fno_row_to_an_invoice_proposal(sim):
+    """Skipping the stop of the milestone map (issue #11: "statuses moved on in F&O"): the invoice
+    steps' status changes (Customer invoice created / posted) flow to F&O as updates of the same
+    milestone; the value map has nothing for them, so F&O builds an invoice proposal for the
+    on-account transaction — still one row, now InvoiceProposal: it would be invoiced twice."""
     line = fixed_price_line(sim.conn, 0)
     mid = (await _migrate_and_stop(sim, [line], keep_running=(MILESTONES,)))[0]
     await invoice_contract(sim, line["contract_id"])
     rows = await fno_milestones(sim)
     assert list(rows) == [mid]
-    assert rows[mid]["TransStatus"] == "Invoiced"
+    assert rows[mid]["TransStatus"] == "InvoiceProposal"
     assert await dv_statuses(sim, [mid]) == [POSTED]
 
 

@@ -5,6 +5,11 @@ Rules (DESIGN.md, "Dual-write behaviour that the runbook exists to control"):
   ProjectContractLineMilestones. A version that maps TRANSSTATUS <= msdyn_invoicestatus with
   ValueMap 4 <= 192350001 makes "Ready for invoicing" land as TransStatus 4 (Invoiced); the
   original version does not map TRANSSTATUS, so F&O keeps its own status (Registered).
+  A milestone *update* whose status the running version does not map — Customer invoice
+  created or posted, while the map still runs during invoicing — makes F&O build an invoice
+  proposal for the on-account transaction: TransStatus InvoiceProposal (3), which it keeps
+  (the simulator's reading of the risk the procedure guards against: the milestone would be
+  invoiced a second time in F&O; the real intermediate states are not documented).
 - Invoices map running when a pro-forma invoice is confirmed: a customer invoice is posted
   in F&O — a CustTransactions row and a balanced GL entry (AR debit, revenue credit) — and
   its milestones become Invoiced in F&O.
@@ -89,6 +94,9 @@ INVOICES_MAP = "invoices"
 
 REGISTERED = PROJ_TRANS_STATUS.members["Registered"]
 INVOICED = PROJ_TRANS_STATUS.members["Invoiced"]
+INVOICE_PROPOSAL = PROJ_TRANS_STATUS.members["InvoiceProposal"]
+# Dataverse milestone statuses that only invoicing sets (Customer invoice created / posted).
+INVOICING_STATUSES = (192350002, 192350003)
 
 
 def _m(fno: str, dv: str, direction: str = "dataverse_to_fno", transform: dict | None = None) -> dict:
@@ -577,8 +585,17 @@ def _push_milestone(conn: sqlite3.Connection, milestone_id: str, created: bool) 
         conn.execute(
             'UPDATE "fno_ProjectContractLineMilestones" SET "Description" = ?, "Amount" = ?, "TransactionDate" = ?, "TransStatus" = ? '
             'WHERE "ContractLineMilestoneGuid" = ?',
-            (name, amount, when, mapped if mapped is not None else existing[1], milestone_id),
+            (name, amount, when, _updated_status(mapped, status, existing[1]), milestone_id),
         )
+
+
+def _updated_status(mapped: int | None, dataverse_status: int | None, current: int) -> int:
+    """F&O's TransStatus after a milestone update (see the module docstring)."""
+    if mapped is not None:
+        return mapped
+    if dataverse_status in INVOICING_STATUSES:
+        return INVOICE_PROPOSAL
+    return current
 
 
 def _invoice_facts(conn: sqlite3.Connection, invoice_id: str):
