@@ -11,7 +11,7 @@ from cutover.engine import RunContext, run
 from cutover.journal import Journal, RunInputs
 from cutover.rehearsal import RehearsalOperator, prepare_world, rehearsal_runbook
 from cutover.runbook.events import CheckFailed, RunFinished, StepBlocked, StepDone
-from cutover.runbook.steps import RUNBOOK
+from cutover.runbook.steps import CUTOVER as RUNBOOK  # the procedure through snapshot.after
 from cutover.session import open_session
 
 CUTOVER_DATE = "2026-12-01"  # the seeded world's go-live date

@@ -26,6 +26,7 @@ import datetime as dt
 import os
 import signal
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -57,6 +58,9 @@ def remappable_bindings() -> dict[str, str]:
             if isinstance(binding, Binding) and binding.id:
                 found[binding.id] = binding.key
     return found
+
+
+HANG_UP_GRACE_S = 3.0  # seconds a hung-up console gets to exit cleanly
 
 
 class CutoverApp(App[int]):
@@ -109,9 +113,16 @@ class CutoverApp(App[int]):
             self.action_environments()
 
     def _hang_up(self) -> None:
-        """SIGHUP (the SSH connection dropped) or SIGTERM: leave cleanly; the journal has everything."""
+        """SIGHUP (the SSH connection dropped) or SIGTERM: leave cleanly; the journal has everything.
+
+        With the terminal gone, restoring it can block on a dead tty; so a watchdog ends the
+        process if the clean exit has not happened within a few seconds. Nothing is lost: every
+        journal row is committed when written, and the simulator child exits with its parent."""
         for worker in self.workers:
             worker.cancel()
+        watchdog = threading.Timer(HANG_UP_GRACE_S, os._exit, args=(EXIT_ENVIRONMENT,))
+        watchdog.daemon = True
+        watchdog.start()
         self.exit(EXIT_ENVIRONMENT)
 
     def open_environment(self, env: str) -> None:

@@ -11,7 +11,9 @@ from pathlib import Path
 from rich.console import Console
 
 from cutover.config import Profile, update_config
+from cutover.runbook.steps import CUTOVER
 from cutover.tui.app import CutoverApp
+from cutover.tui.engine_worker import RunDriver
 from cutover.tui.modals.attest import AttestModal
 from cutover.tui.modals.confirm import ConfirmModal
 from cutover.tui.screens.runbook import RunbookScreen
@@ -26,6 +28,9 @@ def rehearsal_workspace(world_db: Path, ws: Path, name: str = "rehearsal") -> Pa
 
 
 def demo_app(world_db: Path, ws: Path, **kw) -> CutoverApp:
+    """The console on a rehearsal of the cutover procedure (through ``snapshot.after``; the
+    verify and signoff steps are tested with the validation suite)."""
+    kw.setdefault("driver_factory", lambda workspace, env: RunDriver(workspace, env, runbook=CUTOVER))
     return CutoverApp(ws, "rehearsal", world_db.with_suffix(".csv"), None, cutover_date=CUTOVER_DATE, **kw)
 
 

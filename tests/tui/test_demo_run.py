@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from cutover.journal import Journal
-from cutover.runbook.steps import RUNBOOK
+from cutover.runbook.steps import CUTOVER as RUNBOOK  # through snapshot.after
 
 from .helpers import OPERATOR, demo_app, drive_run, rehearsal_workspace, runbook, screen_text, until
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from cutover.journal import Journal
-from cutover.runbook.steps import RUNBOOK
+from cutover.runbook.steps import CUTOVER as RUNBOOK  # through snapshot.after
 from cutover.simprocess import serving
 from cutover.tui.screens.runbook import RunbookScreen
 

@@ -8,7 +8,7 @@ import pytest
 
 from cutover.config import Profile, update_config
 from cutover.errors import ChecksFailed
-from cutover.runbook.steps import RUNBOOK
+from cutover.runbook.steps import CUTOVER as RUNBOOK  # through snapshot.after
 from cutover.tui.app import CutoverApp
 from cutover.tui.modals.attest import AttestModal
 from cutover.tui.modals.error import ErrorModal, ErrorReport

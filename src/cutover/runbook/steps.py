@@ -1,5 +1,8 @@
 """The cutover runbook as data: the steps of docs/architecture.md, in order.
 
+:data:`CUTOVER` is the procedure through ``snapshot.after`` (what a rehearsal runs);
+:data:`RUNBOOK` adds ``verify`` and ``signoff`` (:mod:`.verify_steps`).
+
 Each step names its probes (read-only evidence, :mod:`.probes`) and actions (thin adapters
 over the operations: :mod:`cutover.source`, :mod:`cutover.migrate`, :mod:`cutover.snapshot`,
 :mod:`cutover.invoicing`). An action never trusts ``ctx.state`` to survive a resume: what a step
@@ -367,7 +370,7 @@ _all_confirmed = _invoices_reached(("done",), "invoice confirmed, milestones Cus
 
 # --- the runbook ---------------------------------------------------------------------------------
 
-RUNBOOK = Runbook(
+CUTOVER = Runbook(
     (
         Step(
             "preflight.environment",
@@ -580,4 +583,15 @@ RUNBOOK = Runbook(
     )
 )
 
-__all__ = ["RUNBOOK", "THREE_MAPS", "all_of", "validated"]
+def _with_verification(runbook: Runbook) -> Runbook:
+    from .verify_steps import VERIFY_STEPS
+
+    return runbook.extended(*VERIFY_STEPS)
+
+
+#: The whole night: the cutover through ``snapshot.after``, then ``verify`` (the validation suite
+#: and its evidence pack) and ``signoff`` (two named approvers).
+RUNBOOK = _with_verification(CUTOVER)
+LAST_CUTOVER_STEP = CUTOVER.ids[-1]
+
+__all__ = ["CUTOVER", "LAST_CUTOVER_STEP", "RUNBOOK", "THREE_MAPS", "all_of", "validated"]
