@@ -300,10 +300,10 @@ def test_unknown_entity_name_points_into_the_sub_table(tmp_path):
 
 
 def test_unknown_top_level_key(tmp_path):
-    """Only [profiles.NAME] tables belong in the file."""
+    """Only [profiles.NAME] tables and a [keys] table belong in the file."""
     err = load_error(tmp_path, 'default = "prod"\n[profiles.p]\nkind = "rehearsal"\nsim_db = "w"\n')
     assert (err.line, err.key) == (1, "default")
-    assert "only [profiles.NAME] tables" in str(err)
+    assert "holds [profiles.NAME] tables and a [keys] table" in str(err)
 
 
 @pytest.mark.parametrize("key", ["secret", "client_secret", "password", "token", "refresh_token", "cert_password"])
@@ -707,5 +707,22 @@ def test_the_invoice_create_style_is_a_checked_profile_setting(tmp_path):
     (tmp_path / "cutover.toml").write_text(text)
     with pytest.raises(
         ConfigError, match=r"line \d+, key 'invoice_create_style': 'sideways' is not one of bound, unbound"
+    ):
+        load_config(tmp_path)
+
+
+def test_a_keys_table_is_kept_through_env_add_and_its_shape_checked(tmp_path):
+    """[keys] remaps the console's bindings; the config keeps it when it rewrites the file, and
+    refuses a value that is not a key name, naming its line."""
+    from cutover.config import load_config, update_config
+    from cutover.profile import Profile
+
+    (tmp_path / "cutover.toml").write_text('[keys]\n"run.continue" = "f5"\n"app.help" = "f1"\n')
+    update_config(tmp_path, lambda c: c.add(Profile(name="night", kind="rehearsal", sim_db=str(tmp_path / "w.sqlite"))))
+    config = load_config(tmp_path)
+    assert config.keys == {"run.continue": "f5", "app.help": "f1"} and "night" in config.profiles
+    (tmp_path / "cutover.toml").write_text('[keys]\n"run.continue" = 5\n')
+    with pytest.raises(
+        ConfigError, match=r"line 1, key 'keys.run.continue': the key for 'run.continue' must be a text"
     ):
         load_config(tmp_path)

@@ -61,7 +61,7 @@ from .profile import (
     refuse_secret_keys,
 )
 from .secret_source import REHEARSAL_SECRETS, describe_secret_source, resolve_secret
-from .tomlfile import TomlWriteError, dump_tables, locate, locate_top
+from .tomlfile import TomlWriteError, dump_tables, locate, locate_top, toml_key, toml_string
 
 T = TypeVar("T")
 
@@ -158,6 +158,9 @@ class Config:
 
     path: Path
     profiles: dict[str, Profile] = field(default_factory=dict)
+    # [keys]: binding id -> key, the console's remapping. Its shape is checked here; which ids
+    # and keys are valid is the console's to say (cutover.keys, when the console starts).
+    keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def workspace(self) -> Path:
@@ -243,13 +246,27 @@ def _config_from_data(path: Path, text: str, data: dict[str, Any]) -> Config:
     except ConfigError as exc:
         raise exc.located(path, locate_top(text, exc.key)) from None
     for key in data:
-        if key != "profiles":
+        if key not in ("profiles", "keys"):
             raise ConfigError(
-                "unknown top-level key; this file holds only [profiles.NAME] tables",
+                "unknown top-level key; this file holds [profiles.NAME] tables and a [keys] table",
                 path=path,
                 line=locate_top(text, key),
                 key=key,
             )
+    keys = data.get("keys", {})
+    if not isinstance(keys, dict):
+        raise ConfigError(
+            'must be a table: [keys] then "binding.id" = "key"', path=path, line=locate_top(text, "keys"), key="keys"
+        )
+    for binding, key in keys.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(
+                f'the key for {binding!r} must be a text such as "f5" or "ctrl+r"',
+                path=path,
+                line=locate_top(text, "keys"),
+                key=f"keys.{binding}",
+            )
+    config.keys = {str(b): str(k) for b, k in keys.items()}
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict):
         raise ConfigError(
@@ -283,7 +300,11 @@ _HEADER_COMMENT = """\
 def dumps(config: Config) -> str:
     """The TOML text for ``config`` (profiles in their order)."""
     try:
-        return dump_tables("profiles", {name: p.to_table() for name, p in config.profiles.items()}, _HEADER_COMMENT)
+        text = dump_tables("profiles", {name: p.to_table() for name, p in config.profiles.items()}, _HEADER_COMMENT)
+        if config.keys:
+            lines = [f"{toml_key(b)} = {toml_string(k)}" for b, k in config.keys.items()]
+            text = text.rstrip("\n") + "\n\n[keys]\n" + "\n".join(lines) + "\n"
+        return text
     except TomlWriteError as exc:
         raise ConfigError(str(exc)) from None
 
