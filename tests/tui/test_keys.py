@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from cutover.config import load_config
 from cutover.keys import load_keymap, normalise_key, parse_keymap, refusal
 from cutover.profile import ConfigError
 from cutover.tui.app import CutoverApp, remappable_bindings
@@ -53,15 +52,6 @@ def test_keys_are_normalised_as_textual_names_them(tmp_path):
     text = '[profiles]\n[keys]\n"run.continue" = ["f5", "R"]\n"app.help" = "?"\n"step.copy" = "Ctrl+Y"\n'
     keymap = parse_keymap(text, tmp_path / "cutover.toml", DEFAULTS)
     assert keymap == {"run.continue": "f5,R", "app.help": "question_mark", "step.copy": "ctrl+y"}
-
-
-def _config_accepts_keys(tmp_path: Path) -> bool:
-    (tmp_path / "cutover.toml").write_text('[keys]\n"run.continue" = "f5"\n', encoding="utf-8")
-    try:
-        load_config(tmp_path)
-    except ConfigError:
-        return False
-    return True
 
 
 async def test_a_remapped_key_runs_its_action_and_shows_in_help(tmp_path):
