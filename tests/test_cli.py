@@ -109,10 +109,10 @@ def test_sim_serve_first_line_is_the_url_and_it_answers(tmp_path: Path):
 
 
 def test_demo_seeds_once_and_serves(tmp_path: Path):
-    """`cutover demo` seeds a small world into the workspace, then serves it and prints how to reach it."""
+    """`cutover sim demo` seeds a small world into the workspace, then serves it and prints how to reach it."""
     ws = tmp_path / "ws"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cutover.cli", "demo", "--workspace", str(ws)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "cutover.cli", "sim", "demo", "--workspace", str(ws)], stdout=subprocess.PIPE, text=True
     )
     try:
         lines = []

@@ -30,11 +30,11 @@ def _children(pid: int) -> list[int]:
 
 
 def _start_demo(workspace: Path, world_db: Path) -> tuple[subprocess.Popen, int]:
-    """`cutover demo` on a copy of the seeded world; returns it and its simulator's pid."""
+    """`cutover sim demo` on a copy of the seeded world; returns it and its simulator's pid."""
     workspace.mkdir()
     (workspace / "rehearsal.sqlite").write_bytes(world_db.read_bytes())
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cutover.cli", "demo", "--workspace", str(workspace)],
+        [sys.executable, "-m", "cutover.cli", "sim", "demo", "--workspace", str(workspace)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

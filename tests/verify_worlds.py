@@ -22,7 +22,7 @@ from cutover.engine import RunContext, run
 from cutover.journal import Journal, RunInputs
 from cutover.rehearsal import RehearsalOperator, prepare_world, rehearsal_runbook
 from cutover.runbook.events import RunFinished
-from cutover.runbook.steps import RUNBOOK
+from cutover.runbook.steps import CUTOVER as RUNBOOK  # the procedure through snapshot.after
 from cutover.session import open_session
 from cutover.sim.store import set_setting
 

@@ -155,4 +155,4 @@ def _show_code(message: str, user_code: str, verification_uri: str) -> None:
 
 
 # The command groups register themselves on `main` when imported.
-from . import env_commands, migrate_commands, sim_commands  # noqa: E402, F401
+from . import env_commands, migrate_commands, report_commands, runbook_commands, sim_commands  # noqa: E402, F401

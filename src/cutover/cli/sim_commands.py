@@ -1,4 +1,4 @@
-"""`cutover sim seed|serve` and `cutover demo`: the rehearsal simulator from the command line."""
+"""`cutover sim seed|serve|demo`: the rehearsal simulator from the command line."""
 
 from __future__ import annotations
 
@@ -128,11 +128,11 @@ Get a token and ask who you are:
 Press Ctrl+C to stop."""
 
 
-@main.command()
+@sim.command("demo")
 @workspace_option
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True)
-def demo(workspace: Path | None, port: int) -> None:
-    """Seed a small rehearsal world (first time only) and serve it on loopback."""
+def sim_demo(workspace: Path | None, port: int) -> None:
+    """Seed a small rehearsal world (first time only) and serve it on loopback, to explore with curl."""
     from cutover.sim.worldfile import default_extract_path
     from cutover.simprocess import SimulatorProcess
 
