@@ -16,7 +16,7 @@ from cutover.engine import RunContext, run
 from cutover.journal import Journal, RunInputs
 from cutover.rehearsal import RehearsalOperator, prepare_world, rehearsal_runbook
 from cutover.runbook.events import CheckFailed, RunFinished, StepDone
-from cutover.runbook.steps import RUNBOOK
+from cutover.runbook.steps import CUTOVER as RUNBOOK  # the procedure through snapshot.after
 from cutover.runbook.verify_steps import REPORT_KEY, SIGNOFF_STEP, VERIFY_STEP, VERIFY_STEPS, latest_report
 from cutover.session import open_session
 from cutover.signoff import sign
