@@ -171,7 +171,12 @@ class CliOperator:
         self.declined: str | None = None
 
     async def _ask(self, text: str, **kw) -> str:
-        return str(await asyncio.to_thread(click.prompt, text, **kw)).strip()
+        """The answer, stripped; end of input (Ctrl+D, a closed pipe) answers nothing: the run stops there."""
+        try:
+            return str(await asyncio.to_thread(click.prompt, text, **kw)).strip()
+        except click.exceptions.Abort:
+            click.echo("")
+            return ""
 
     async def attest(self, step, evidence):
         from cutover.runbook.model import Kind
@@ -254,6 +259,7 @@ class _RunDisplay:
         self.task = None
         self.fix: str | None = None
         self.finished = None  # the RunFinished event
+        self.head = None  # the journal's head once the run ended (RunFinished included)
 
     def close(self) -> None:
         self.stack.close()
@@ -387,6 +393,7 @@ async def _run(
             finally:
                 display.close()
     finally:
+        display.head = journal.head()
         journal.close()
     return display
 
@@ -473,9 +480,7 @@ def run_command(
         raise RuntimeError("the run ended without its last event")
     if finished.ok:
         last = f" (through {until})" if until else ""
-        click.echo(
-            f"\nrun finished{last}: every step done; journal head row {finished.head_seq}, sha256 {finished.head_hash}"
-        )
+        click.echo(f"\nrun finished{last}: every step done; journal head: {display.head}")
         return
     waiting = getattr(operator, "waiting_for", None)
     if waiting is not None:
@@ -492,7 +497,7 @@ def run_command(
         if display.fix:
             click.echo(f"fix: {display.fix}", err=True)
         click.echo(f"the run resumes there: cutover run --env {env_name}", err=True)
-    click.echo(f"journal head: row {finished.head_seq}, sha256 {finished.head_hash}", err=True)
+    click.echo(f"journal head: {display.head}", err=True)
     click.get_current_context().exit(1)
 
 
