@@ -156,7 +156,10 @@ def _progress(step: Step, payload: Any) -> StepProgress:
         return payload
     if isinstance(payload, str):
         return StepProgress(step.id, message=payload)
-    message = getattr(payload, "message", None) or type(payload).__name__
+    if isinstance(payload, Mapping):
+        figures = _figures({k: v for k, v in payload.items() if k != "message"})
+        return StepProgress(step.id, message=str(payload.get("message") or ""), figures=figures)
+    message = getattr(payload, "message", None) or getattr(payload, "detail", None) or type(payload).__name__
     return StepProgress(step.id, message=str(message), figures=_figures(payload))
 
 
