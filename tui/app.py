@@ -61,6 +61,16 @@ def remappable_bindings() -> dict[str, str]:
 
 
 HANG_UP_GRACE_S = 3.0  # seconds a hung-up console gets to exit cleanly
+_watchdog: threading.Timer | None = None
+
+
+def _start_watchdog() -> None:
+    """End the process after :data:`HANG_UP_GRACE_S` unless it has ended cleanly by then."""
+    global _watchdog
+    if _watchdog is None:
+        _watchdog = threading.Timer(HANG_UP_GRACE_S, os._exit, args=(EXIT_ENVIRONMENT,))
+        _watchdog.daemon = True
+        _watchdog.start()
 
 
 class CutoverApp(App[int]):
@@ -100,8 +110,15 @@ class CutoverApp(App[int]):
     def on_mount(self) -> None:
         if self.handle_signals:
             loop = asyncio.get_running_loop()
+
+            def on_signal(signum, frame) -> None:
+                # A plain handler, not loop.add_signal_handler: it runs even when the event loop
+                # is stuck (a write to a terminal that went away), and starts the watchdog first.
+                _start_watchdog()
+                loop.call_soon_threadsafe(self._hang_up)
+
             for signum in (signal.SIGHUP, signal.SIGTERM):
-                loop.add_signal_handler(signum, self._hang_up)
+                signal.signal(signum, on_signal)
         try:
             self.set_keymap(load_keymap(self.workspace, remappable_bindings()))
         except CutoverError as exc:
@@ -118,11 +135,9 @@ class CutoverApp(App[int]):
         With the terminal gone, restoring it can block on a dead tty; so a watchdog ends the
         process if the clean exit has not happened within a few seconds. Nothing is lost: every
         journal row is committed when written, and the simulator child exits with its parent."""
+        _start_watchdog()
         for worker in self.workers:
             worker.cancel()
-        watchdog = threading.Timer(HANG_UP_GRACE_S, os._exit, args=(EXIT_ENVIRONMENT,))
-        watchdog.daemon = True
-        watchdog.start()
         self.exit(EXIT_ENVIRONMENT)
 
     def open_environment(self, env: str) -> None:
