@@ -130,7 +130,7 @@ def first_unfinished(journal: Journal, env: str, runbook: Runbook) -> str | None
     return next((s.id for s in runbook if not states[s.id].finished), None)
 
 
-def _plain(value: Any) -> Any:
+def journal_data(value: Any) -> Any:
     """``value`` as journal-safe data: dataclasses and mappings as dicts, sequences as lists,
     floats (rates, seconds — never money) as text with millisecond precision, Decimal as is."""
     if value is None or isinstance(value, (str, int, bool, Decimal)):
@@ -138,16 +138,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:.3f}"
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): journal_data(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: journal_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in value]
+        return [journal_data(v) for v in value]
     return str(value)
 
 
 def _figures(value: Any) -> dict[str, Any]:
-    plain = _plain(value)
+    plain = journal_data(value)
     return plain if isinstance(plain, dict) else ({} if plain is None else {"value": plain})
 
 

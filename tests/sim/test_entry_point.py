@@ -132,3 +132,23 @@ def test_seed_builds_a_world_and_refuses_to_replace_one_without_force(tmp_path):
     )
     assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr
     assert db.read_bytes() == before and not (tmp_path / "other.csv").exists()
+
+
+def test_check_says_whether_a_file_is_a_complete_world_without_changing_it(world_db, tmp_path):
+    import subprocess
+    import sys
+
+    ok = subprocess.run(
+        [sys.executable, "-m", "cutover.sim", "check", "--db", str(world_db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0 and "a complete simulator world" in ok.stdout
+    text = tmp_path / "notes.sqlite"
+    text.write_text("not a database\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "cutover.sim", "check", "--db", str(text)], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2 and "not a SQLite database" in bad.stderr
+    assert text.read_text() == "not a database\n" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.sqlite"]

@@ -40,3 +40,34 @@ def test_a_profile_named_rehearsal_that_is_not_the_demos_is_refused(tmp_path):
     with pytest.raises(UsageError, match="not the demo's"):
         prepare_demo(ws)
     assert load_config(ws).get("rehearsal").sim_db == "other.sqlite"
+
+
+def test_a_world_the_simulator_will_not_serve_is_left_alone_and_a_new_one_seeded_beside_it(tmp_path, seeded_template):
+    """An older workspace's rehearsal.sqlite (seeded before worlds carried their marker): the demo
+    never touches it; it seeds rehearsal-2.sqlite and points its own profile there."""
+    import shutil
+    import sqlite3
+
+    from cutover.config import Profile, load_config, update_config
+    from cutover.demo import prepare_demo
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    old = ws / "rehearsal.sqlite"
+    shutil.copyfile(seeded_template, old)
+    conn = sqlite3.connect(old)
+    conn.execute("DROP TABLE sim_world")  # what a world seeded by an older cutover looks like
+    conn.commit()
+    conn.close()
+    (ws / "legacy-milestones.csv").write_bytes(seeded_template.with_suffix(".csv").read_bytes())
+    update_config(ws, lambda c: c.add(Profile(name="rehearsal", kind="rehearsal", sim_db="rehearsal.sqlite")))
+    before = old.read_bytes()
+
+    world = prepare_demo(ws)
+
+    assert world.db == ws / "rehearsal-2.sqlite" and world.extract == ws / "legacy-milestones-2.csv" and world.seeded
+    assert world.note and "rehearsal.sqlite cannot be served" in world.note and "older cutover" in world.note
+    assert old.read_bytes() == before, "the older world is left exactly as it was"
+    assert load_config(ws).get("rehearsal").sim_db_path(ws) == ws / "rehearsal-2.sqlite"
+    again = prepare_demo(ws)  # the next day: the new world is kept
+    assert again.db == world.db and not again.seeded and again.note is None

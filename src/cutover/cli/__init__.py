@@ -100,6 +100,23 @@ env_option = click.option(
 )
 
 
+def source_option(*, required: bool = False, help: str = "The legacy extract (CSV, XLSX, Parquet)."):
+    """``--source FILE``: the one spelling every command that reads the extract uses."""
+    return click.option(
+        "--source", type=click.Path(dir_okay=False, path_type=Path), required=required, default=None, help=help
+    )
+
+
+def mapping_option(*, help: str = "Mapping file for the extract's dialect (TOML)."):
+    return click.option(
+        "--mapping", "mapping_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help=help
+    )
+
+
+def cutover_date_option(*, help: str = "Rows dated after it are refused [default: today, UTC]."):
+    return click.option("--cutover-date", default=None, metavar="YYYY-MM-DD", help=help)
+
+
 def run_async(coro):
     """Run one async command to completion on a fresh event loop."""
     return asyncio.run(coro)

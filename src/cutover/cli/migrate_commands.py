@@ -10,7 +10,17 @@ import click
 
 from cutover.errors import CutoverError
 
-from . import _profile, _show_code, env_option, main, run_async, workspace_option
+from . import (
+    _profile,
+    _show_code,
+    cutover_date_option,
+    env_option,
+    main,
+    mapping_option,
+    run_async,
+    source_option,
+    workspace_option,
+)
 
 
 def _errors_path(ws: Path, env_name: str, given: Path | None) -> Path:
@@ -238,22 +248,9 @@ async def _migrate(
 
 @main.command()
 @env_option
-@click.option(
-    "--source",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The legacy extract (CSV, XLSX, Parquet).",
-)
-@click.option(
-    "--mapping",
-    "mapping_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Mapping file for the extract's dialect.",
-)
-@click.option(
-    "--cutover-date", default=None, metavar="YYYY-MM-DD", help="Rows dated after it are refused [default: today]."
-)
+@source_option(required=True)
+@mapping_option()
+@cutover_date_option()
 @click.option("--dry-run", is_flag=True, help="Do everything but write; print the plan.")
 @click.option(
     "--errors",

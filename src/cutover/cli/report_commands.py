@@ -11,7 +11,7 @@ import click
 from cutover import config as configuration
 from cutover.errors import EXIT_CHECKS_FAILED, UsageError
 
-from . import ENV_VAR, env_option, main, workspace_option
+from . import ENV_VAR, cutover_date_option, env_option, main, mapping_option, source_option, workspace_option
 
 # --- the console ------------------------------------------------------------------------------
 
@@ -24,6 +24,8 @@ def demo(workspace: Path | None) -> None:
     from cutover.tui.app import run_tui
 
     world = prepare_demo(configuration.resolve_workspace(workspace))
+    if world.note:
+        click.echo(f"note: {world.note}", err=True)
     sys.exit(run_tui(world.workspace, world.profile, world.extract, None, cutover_date=world.cutover_date))
 
 
@@ -37,19 +39,9 @@ def demo(workspace: Path | None) -> None:
     help=f"Environment to open [default: ${ENV_VAR}, else a picker].",
 )
 @workspace_option
-@click.option(
-    "--source",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The legacy extract (a resumed run keeps its own).",
-)
-@click.option(
-    "--mapping",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The extract's mapping file (TOML).",
-)
-@click.option("--cutover-date", default=None, help="YYYY-MM-DD [default: today, UTC].")
+@source_option(help="The legacy extract (a resumed run keeps its own).")
+@mapping_option()
+@cutover_date_option()
 @click.option(
     "--screenshot",
     "screenshot_path",
@@ -57,7 +49,7 @@ def demo(workspace: Path | None) -> None:
     default=None,
     help="Render the runbook screen into an SVG file and exit.",
 )
-def tui(env_name, workspace, source, mapping, cutover_date, screenshot_path) -> None:
+def tui(env_name, workspace, source, mapping_path, cutover_date, screenshot_path) -> None:
     """The full-screen operator console: the runbook, step by step, resumable."""
     from cutover.tui.app import run_tui, screenshot
 
@@ -65,7 +57,7 @@ def tui(env_name, workspace, source, mapping, cutover_date, screenshot_path) -> 
     if screenshot_path is not None:
         click.echo(screenshot(ws, env_name, screenshot_path))
         return
-    sys.exit(run_tui(ws, env_name, source, mapping, cutover_date=cutover_date))
+    sys.exit(run_tui(ws, env_name, source, mapping_path, cutover_date=cutover_date))
 
 
 # --- verification and sign-off ------------------------------------------------------------------
@@ -73,19 +65,8 @@ def tui(env_name, workspace, source, mapping, cutover_date, screenshot_path) -> 
 
 @main.command()
 @env_option
-@click.option(
-    "--source",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The legacy extract the cutover ran with.",
-)
-@click.option(
-    "--mapping",
-    "mapping_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The extract's mapping file (TOML).",
-)
+@source_option(required=True, help="The legacy extract the cutover ran with.")
+@mapping_option()
 @click.option(
     "--report",
     "report_dir",

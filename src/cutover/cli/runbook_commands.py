@@ -18,18 +18,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 import sys
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import click
 
+from cutover.engine import journal_data
 from cutover.errors import ChecksFailed, InputError, UsageError
 
-from . import _profile, _remember_workspace, _show_code, env_option, main, run_async, workspace_option
+from . import (
+    _profile,
+    _remember_workspace,
+    _show_code,
+    cutover_date_option,
+    env_option,
+    main,
+    mapping_option,
+    run_async,
+    source_option,
+    workspace_option,
+)
 from .migrate_commands import _eta, _progress_display
 
 # --- shared ------------------------------------------------------------------------------------
@@ -101,40 +111,9 @@ def _inputs(journal, env: str, source: Path | None, mapping: Path | None, cutove
     return RunInputs.of(source, mapping, cutover_date)
 
 
-def _plain(value: Any) -> Any:
-    """A progress payload as journal-safe data (floats as text: never money)."""
-    if value is None or isinstance(value, (str, int, bool, Decimal)):
-        return value
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in value]
-    return str(value)
-
-
-source_option = click.option(
-    "--source",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The legacy extract [default: the one the environment's run started with].",
-)
-mapping_option = click.option(
-    "--mapping",
-    "mapping_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Mapping file for the extract's dialect [default: the run's].",
-)
-date_option = click.option(
-    "--cutover-date",
-    default=None,
-    metavar="YYYY-MM-DD",
-    help="Rows dated after it are refused [default: the run's, else today].",
-)
+run_source = source_option(help="The legacy extract [default: the one the environment's run started with].")
+run_mapping = mapping_option(help="Mapping file for the extract's dialect [default: the run's].")
+run_date = cutover_date_option(help="Rows dated after it are refused [default: the run's, else today].")
 production_option = click.option(
     "--confirm-production", default=None, metavar="NAME", help="A production profile's name again: confirms its writes."
 )
@@ -400,9 +379,9 @@ async def _run(
 
 @main.command("run")
 @env_option
-@source_option
-@mapping_option
-@date_option
+@run_source
+@run_mapping
+@run_date
 @production_option
 @click.option(
     "--unattended",
@@ -627,9 +606,9 @@ async def _snapshot(
     metavar="X",
     help="Legal entity code; repeatable [default: the extract's].",
 )
-@source_option
-@mapping_option
-@date_option
+@run_source
+@run_mapping
+@run_date
 @workspace_option
 def snapshot(env_name, label, retake, legal_entities, source, mapping_path, cutover_date, workspace) -> None:
     """Read AR and GL of the extract's legal entities into Parquet files with a manifest (read-only)."""
@@ -695,7 +674,7 @@ async def _invoice(ws, profile, *, create, confirm, attested, source, mapping_pa
                     env=profile.name,
                     step=step,
                     actor=attested,
-                    data={"message": message, "figures": _plain(payload), "via": "cutover invoice"},
+                    data={"message": message, "figures": journal_data(payload), "via": "cutover invoice"},
                 )
 
         if writing:
@@ -723,9 +702,9 @@ async def _invoice(ws, profile, *, create, confirm, attested, source, mapping_pa
     metavar="NAME",
     help="Who attests that the milestone, actuals and invoices maps are stopped, where map state cannot be read.",
 )
-@source_option
-@mapping_option
-@date_option
+@run_source
+@run_mapping
+@run_date
 @production_option
 @workspace_option
 def invoice(
@@ -798,12 +777,7 @@ async def _rollback(ws: Path, profile):
 
 @main.command("rollback")
 @env_option
-@click.option(
-    "--source",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The extract the run started with (checked against the journal's SHA-256).",
-)
+@source_option(help="The extract the run started with (checked against the journal's SHA-256).")
 @production_option
 @workspace_option
 def rollback_command(

@@ -2,6 +2,11 @@
 
     python -m cutover.sim serve --db PATH [--port N] [--window-scale F] [--parent-pid N]
     python -m cutover.sim seed --db PATH [--scale small|medium|large] [--seed N] [--extract FILE] [--force]
+    python -m cutover.sim check --db PATH
+
+``check`` says whether ``PATH`` is a complete simulator world (exit 0, one line) or why not
+(exit 2, one line on stderr), reading it without changing it — how the core asks, without
+importing the simulator, whether a world it found can be served.
 
 ``seed`` builds a world exactly as ``cutover sim seed`` does (:mod:`cutover.sim.worldfile`):
 the tool's own core starts it this way (a rehearsal), never by importing the simulator. It
@@ -110,7 +115,24 @@ def parser() -> argparse.ArgumentParser:
     seed.add_argument("--seed", type=int, default=1, help="Same seed, same world (default: 1).")
     seed.add_argument("--extract", type=Path, default=None, help="Where to write the legacy extract CSV.")
     seed.add_argument("--force", action="store_true", help="Replace an existing simulator database.")
+    check = commands.add_parser(
+        "check", help="Is this a complete simulator world?", description="Is this a complete simulator world?"
+    )
+    check.add_argument("--db", type=Path, required=True, help="The database to look at (read-only).")
     return p
+
+
+def check(db: Path) -> int:
+    from cutover.errors import CutoverError
+
+    from .world import check_world
+
+    try:
+        info = check_world(db)
+    except CutoverError as exc:
+        return _fail(str(exc), exc.exit_code)
+    _say(f"{db}: a complete simulator world (schema {info.schema_version}, seeded {info.seed_finished_at})")
+    return EXIT_OK
 
 
 def seed(db: Path, scale: str, seed_value: int, extract: Path | None, force: bool) -> int:
@@ -231,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args.db, args.port, args.window_scale, args.parent_pid)
     if args.command == "seed":
         return seed(args.db, args.scale, args.seed, args.extract, args.force)
+    if args.command == "check":
+        return check(args.db)
     return EXIT_USAGE  # unreachable: argparse refuses unknown commands
 
 
