@@ -145,10 +145,12 @@ def test_check_says_whether_a_file_is_a_complete_world_without_changing_it(world
         timeout=60,
     )
     assert ok.returncode == 0 and "a complete simulator world" in ok.stdout
-    text = tmp_path / "notes.sqlite"
+    folder = tmp_path / "other"
+    folder.mkdir()
+    text = folder / "notes.sqlite"
     text.write_text("not a database\n")
     bad = subprocess.run(
         [sys.executable, "-m", "cutover.sim", "check", "--db", str(text)], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "not a SQLite database" in bad.stderr
-    assert text.read_text() == "not a database\n" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.sqlite"]
+    assert text.read_text() == "not a database\n" and sorted(p.name for p in folder.iterdir()) == ["notes.sqlite"]
