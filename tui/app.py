@@ -47,13 +47,15 @@ from .modals.confirm import ConfirmModal
 from .modals.error import ErrorModal, ErrorReport
 from .screens.environments import EnvironmentScreen
 from .screens.help import HelpScreen, binding_rows
+from .screens.results import ResultsScreen, ScenarioScreen
 from .screens.runbook import RunbookScreen
+from .screens.signoff import SignoffScreen
 
 
 #: id -> default keys of every binding the operator may remap (checked by cutover.keys).
 def remappable_bindings() -> dict[str, str]:
     found: dict[str, str] = {}
-    for owner in (CutoverApp, RunbookScreen):
+    for owner in (CutoverApp, RunbookScreen, ResultsScreen, ScenarioScreen, SignoffScreen):
         for binding in owner.BINDINGS:
             if isinstance(binding, Binding) and binding.id:
                 found[binding.id] = binding.key

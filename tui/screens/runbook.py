@@ -29,6 +29,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.worker import Worker
 
+from cutover.report_reader import latest_report
 from cutover.runbook.events import (
     EngineEvent,
     RunFinished,
@@ -49,8 +50,11 @@ from ..operator import TuiOperator
 from ..widgets.present import display_state, figures_text, is_progress, journal_line, progress_text
 from ..widgets.step_detail import StepDetail
 from ..widgets.step_list import StepList
+from .results import RESULTS, SIGNOFF, ResultsScreen
+from .signoff import SignoffScreen
 
 POLL_SECONDS = 1.0
+VERIFY = "verify"  # the runbook step whose evidence pack the results screen shows
 
 
 class RunbookScreen(Screen):
@@ -64,6 +68,8 @@ class RunbookScreen(Screen):
         Binding("s", "choose_source", "Extract", id="run.source", show=False, tooltip="Choose the legacy extract"),
         Binding("f", "rehearsal", "Rehearsal", id="rehearsal.options", tooltip="Perform in simulator, faults"),
         Binding("e", "environments", "Envs", id="app.environments", show=False, tooltip="Pick another environment"),
+        Binding(RESULTS.key, "results", "Results", id=RESULTS.id, show=False, tooltip=RESULTS.tooltip),
+        Binding(SIGNOFF.key, "signoff", "Sign-off", id=SIGNOFF.id, show=False, tooltip=SIGNOFF.tooltip),
     ]
 
     class EngineMessage(Message):
@@ -105,6 +111,7 @@ class RunbookScreen(Screen):
         self._stopped_in: str | None = None
         self._detail_dirty = False
         self._snapshots: dict[str, dict | None] = {}
+        self._verified_in_run = False  # the verify step ended in this run: show its results after
 
     # --- layout ----------------------------------------------------------------------------------
 
@@ -308,6 +315,7 @@ class RunbookScreen(Screen):
             return
         self.last_finished = None
         self._stopped_in = None
+        self._verified_in_run = False
         self._status("Opening the environment…" + (" (starting the simulator)" if self.driver.profile.embedded_simulator else ""))  # fmt: skip
         options = self._options(until)
         self.worker = self.app.start_work(self._run(options), name="run", description=f"run {self.driver.env}")
@@ -376,8 +384,10 @@ class RunbookScreen(Screen):
         elif isinstance(event, StepDone):
             self.progress.pop(event.step, None)
             self.running_step = None
+            self._verified_in_run |= event.step == VERIFY
         elif isinstance(event, (StepFailed, StepBlocked)):
             self.running_step = None
+            self._verified_in_run |= event.step == VERIFY and isinstance(event, StepFailed)
         elif isinstance(event, RunFinished):
             self.running_step = None
             self.last_finished = event
@@ -403,6 +413,10 @@ class RunbookScreen(Screen):
         elif self.last_finished is None:  # the run ended on an error (the error modal says which)
             self._say_where_we_are()
         self.refresh_bindings()
+        if self._verified_in_run:  # after the verify step: its results, once the run has stopped
+            self._verified_in_run = False
+            if self.is_current:
+                self.action_results()
 
     # --- selection ----------------------------------------------------------------------------------
 
@@ -486,6 +500,26 @@ class RunbookScreen(Screen):
     def action_environments(self) -> None:
         if not self.running:
             self.app.action_environments()
+
+    # --- verification results and sign-off ----------------------------------------------------------
+
+    def action_results(self) -> None:
+        self.app.start_work(self._open_pack(ResultsScreen), name="open-pack", description="find the evidence pack")
+
+    def action_signoff(self) -> None:
+        self.app.start_work(self._open_pack(SignoffScreen), name="open-pack", description="find the evidence pack")
+
+    async def _open_pack(self, screen_class: type[ResultsScreen] | type[SignoffScreen]) -> None:
+        """The newest evidence pack of this environment, on the results or the sign-off screen."""
+        report = await asyncio.to_thread(latest_report, self.driver.workspace, self.driver.env)
+        if report is None:
+            self.notify(
+                f"No evidence pack of {self.driver.env} yet: the verify step writes one (or `cutover verify`).",
+                severity="warning",
+            )
+            return
+        if self.is_current:
+            await self.app.push_screen(screen_class(report, self.driver.env))
 
     def on_unmount(self) -> None:
         self.driver.close()
