@@ -57,7 +57,9 @@ def harness_app(db, **kw):
 def seed_small(path: Path, seed: int = 1) -> Path:
     conn = connect(path)
     try:
-        seeding.seed_world(conn, seeding.SCALES["small"], seed=seed, scale_name="small", extract_path=path.with_suffix(".csv"))
+        seeding.seed_world(
+            conn, seeding.SCALES["small"], seed=seed, scale_name="small", extract_path=path.with_suffix(".csv")
+        )
     finally:
         conn.close()
     return path
@@ -113,7 +115,12 @@ class SimHarness:
         if client_id not in self._tokens:
             r = await self.client.post(
                 "/_sim/token",
-                data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret, "scope": f"{self.client.base_url}/.default"},
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": client_id,
+                    "client_secret": secret,
+                    "scope": f"{self.client.base_url}/.default",
+                },
             )
             r.raise_for_status()
             self._tokens[client_id] = r.json()["access_token"]
@@ -122,11 +129,15 @@ class SimHarness:
     async def auth(self, who: tuple[str, str] = WRITER) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self.token(*who)}"}
 
-    async def dv(self, method: str, path: str, who: tuple[str, str] = WRITER, headers: dict | None = None, **kw) -> httpx.Response:
+    async def dv(
+        self, method: str, path: str, who: tuple[str, str] = WRITER, headers: dict | None = None, **kw
+    ) -> httpx.Response:
         return await self.client.request(method, DV + path, headers={**await self.auth(who), **(headers or {})}, **kw)
 
     async def fno(self, path: str, who: tuple[str, str] = WRITER, headers: dict | None = None, **kw) -> httpx.Response:
-        return await self.client.request(kw.pop("method", "GET"), FNO + path, headers={**await self.auth(who), **(headers or {})}, **kw)
+        return await self.client.request(
+            kw.pop("method", "GET"), FNO + path, headers={**await self.auth(who), **(headers or {})}, **kw
+        )
 
     def admin_headers(self, headers: dict | None = None) -> dict[str, str]:
         return {ADMIN_HEADER: self.admin_token or "", "Content-Type": "application/json", **(headers or {})}
@@ -174,7 +185,9 @@ def fixed_price_line(conn: sqlite3.Connection, index: int = 0) -> dict:
     return {"line_id": row[0], "contract_id": row[1], "contract_number": row[2], "line_number": row[3]}
 
 
-def milestone_payload(line: dict, name: str = "Milestone", amount: int | float = 1000, status: int = 192350001, date: str = "2026-10-31") -> dict:
+def milestone_payload(
+    line: dict, name: str = "Milestone", amount: int | float = 1000, status: int = 192350001, date: str = "2026-10-31"
+) -> dict:
     """A milestone body as a client sends it. For exact decimals send the JSON text yourself."""
     return {
         "msdyn_name": name,

@@ -151,7 +151,9 @@ async def test_interactive_sign_in_is_refused_with_a_pointer_to_device_code(sim)
 # --- client credentials ----------------------------------------------------------------------
 
 
-def _cc(secret: str = WRITER[1], client_id: str = WRITER[0], scope: str = "https://rehearsal.cutover.local/.default") -> dict:
+def _cc(
+    secret: str = WRITER[1], client_id: str = WRITER[0], scope: str = "https://rehearsal.cutover.local/.default"
+) -> dict:
     return {
         "grant_type": "client_credentials",
         "client_id": client_id,

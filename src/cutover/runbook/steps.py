@@ -583,6 +583,7 @@ CUTOVER = Runbook(
     )
 )
 
+
 def _with_verification(runbook: Runbook) -> Runbook:
     from .verify_steps import VERIFY_STEPS
 
