@@ -322,3 +322,56 @@ async def test_a_pacer_learns_an_execution_cost_above_the_wall_time(sim):
     pacer = job.pacer(dv.pool[0])
     assert pacer.learned >= 1 and pacer.factor > 1
     assert count_rows(sim.conn) == (300, 300)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def _paced(pacer, clock: _Clock, *, records: int, wall: float, throttled: bool = False) -> None:
+    estimate = await pacer.before(records)
+    clock.now += wall
+    pacer.after(records, estimate, wall, throttled=throttled)
+
+
+async def test_a_pacers_factor_comes_back_down_after_busy_windows_without_a_throttle():
+    """AIMD on the learned execution factor: a throttle raises it; each whole window after that
+    in which the pace held the identity back and no throttle came lowers it (by a step that halves
+    at each raise and grows after each lowering), so it does not stick at its worst case; a
+    throttle raises it again. Never below 1."""
+    from cutover.bulk import Pacing
+
+    clock = _Clock()
+    pacer = Pacing(window_scale=0.01).pacer(clock=clock, sleep=clock.sleep)  # window 3 s, 12 s execution
+    await _paced(pacer, clock, records=100, wall=0.5)
+    await _paced(pacer, clock, records=100, wall=0.5, throttled=True)  # met the limit at ~1 s "spent"
+    raised = pacer.factor
+    assert pacer.learned == 1 and raised > 1
+    assert pacer.step == pytest.approx(0.05)  # halved at the raise
+    # busy windows without a throttle: the pace makes it wait, the factor comes down step by step
+    while clock.now < 12.5:
+        await _paced(pacer, clock, records=100, wall=0.5)
+    assert pacer.waited > 0 and pacer.lowered >= 3
+    assert pacer.factor < raised * 0.95**3 + 1e-9
+    # an idle identity (no wait for its pace) learns nothing from a clean window
+    clock.now += 100.0
+    await _paced(pacer, clock, records=1, wall=0.001)  # closes the last busy window
+    lowered = pacer.factor
+    for _ in range(3):
+        clock.now += 100.0
+        await _paced(pacer, clock, records=1, wall=0.001)
+    assert pacer.factor == lowered
+    # a throttle raises it again (at most once per half window)
+    await _paced(pacer, clock, records=100, wall=0.5, throttled=True)
+    assert pacer.factor > lowered and pacer.learned == 2
+    # and it never goes below 1
+    for _ in range(2000):
+        await _paced(pacer, clock, records=100, wall=0.5)
+    assert pacer.factor >= 1.0

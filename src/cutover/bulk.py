@@ -50,8 +50,12 @@ stays just under both limits (:class:`Pacer`, one per transport):
   conservative. A service that charges more than the wall time (the rehearsal simulator with
   ``latency_factor < 1``) is learned from: when a request meets a throttle although the pacer's
   own estimate of the last window is under the limit, ``m`` rises to ``limit ÷ estimate`` (at
-  most ×8 per event, at most once per half window), and it decays slowly back towards 1 while
-  answers are clean (0.1 % per answer) (a throttle injected for other reasons must not slow the night for good).
+  most ×8 per event, at most once per half window). It comes back down after each whole window
+  without a throttle in which the pace held the identity back (it waited): by a step (first
+  10 %) that halves at each raise (down to 2 %) and grows by half after each lowering (up to
+  25 %): multiplicative decrease, fast while the factor is far too high, fine near the limit,
+  so it settles just under the limit instead of sticking near its worst case, and a throttle
+  injected for other reasons does not slow the night for good. Never below 1.
   Before a request is sent its cost is estimated from the recent cost per record; when it
   completes, the schedule is corrected by the difference.
 - ``window_scale`` shrinks the window (and the counts with it) exactly as the simulator's
@@ -229,7 +233,9 @@ class Pacer:
     request and :meth:`after` when it ends."""
 
     GROWTH_CAP = 8.0  # the execution factor grows at most this much per throttle event
-    DECAY = 0.999  # … and shrinks by this much per clean answer, down to 1
+    FIRST_STEP = 0.10  # … shrinks by this share after a busy window without a throttle,
+    MIN_STEP = 0.02  # … a step that halves at each raise, down to this,
+    MAX_STEP = 0.25  # … and grows by half after each lowering, up to this (far off: faster)
 
     def __init__(self, pacing: Pacing, *, clock: Callable[[], float] = time.monotonic, sleep=asyncio.sleep):
         self.pacing = pacing
@@ -244,8 +250,12 @@ class Pacer:
         self._lock = asyncio.Lock()
         self._recent: deque[tuple[float, float]] = deque()  # (finished at, raw wall seconds)
         self._learned_at = -1e18
+        self._clean_since: float | None = None  # start of the current window without a throttle
+        self._waited_since = 0.0  # `waited` when that window started
+        self.step = self.FIRST_STEP  # the share the factor shrinks by after a clean, busy window
         self.waited = 0.0  # seconds spent waiting on the pace
         self.learned = 0  # throttle events the factor was raised on
+        self.lowered = 0  # clean windows the factor was lowered after
 
     def estimate(self, records: int) -> float:
         """Estimated execution seconds of a request carrying `records` records."""
@@ -277,14 +287,26 @@ class Pacer:
         self._recent.append((now, raw))
         while self._recent and self._recent[0][0] <= now - w:
             self._recent.popleft()
-        if throttled and now - self._learned_at >= w / 2:
-            spent = sum(r for _, r in self._recent) * self.factor
-            if 0 < spent < self.pacing.max_execution:
-                self.factor *= min(self.GROWTH_CAP, self.pacing.max_execution / spent)
-                self._learned_at = now
-                self.learned += 1
-        elif not throttled:
-            self.factor = max(1.0, self.factor * self.DECAY)
+        if self._clean_since is None:
+            self._clean_since, self._waited_since = now, self.waited
+        if throttled:
+            self._clean_since, self._waited_since = now, self.waited
+            if now - self._learned_at >= w / 2:
+                spent = sum(r for _, r in self._recent) * self.factor
+                if 0 < spent < self.pacing.max_execution:
+                    self.factor *= min(self.GROWTH_CAP, self.pacing.max_execution / spent)
+                    self._learned_at = now
+                    self.learned += 1
+                    self.step = max(self.MIN_STEP, self.step / 2)
+        elif now - self._clean_since >= w:
+            # a whole window without a throttle: if the pace held the identity back (it waited),
+            # the factor may be too high — lower it (multiplicative decrease; a throttle raises it
+            # again and halves the step, so it settles just under the limit, not at its worst case)
+            if self.waited > self._waited_since:
+                self.factor = max(1.0, self.factor * (1.0 - self.step))
+                self.lowered += 1
+                self.step = min(self.MAX_STEP, self.step * 1.5)
+            self._clean_since, self._waited_since = now, self.waited
         # correct the schedule by what the request really cost
         self._execution_tat += (self.factor * raw - estimate) / self.execution_rate
 

@@ -57,12 +57,13 @@ import datetime as dt
 import re
 from collections.abc import Iterable
 from decimal import Decimal
+from hashlib import sha1
 from pathlib import Path
 
 import polars as pl
 
 from .. import money
-from ..domain import BillingMethod, InvoiceStatus, OrderType, deterministic_id
+from ..domain import MILESTONE_NAMESPACE, BillingMethod, InvoiceStatus, OrderType, deterministic_id
 from ..errors import InputError, WorkspaceProblem
 from .mapping import Mapping
 from .model import (
@@ -491,10 +492,30 @@ def _resolve(frame: pl.DataFrame, ref: Reference) -> pl.DataFrame:
             "line_id", pl.lit(True).alias("__in_fno"), "fno_line_id", "dimensions"
         )
         frame = frame.join(dims, on="line_id", how="left")
-    ids = {v: deterministic_id(v) for v in frame.get_column("legacy_id").drop_nulls().unique().to_list()}
+    ids = _deterministic_ids(frame.get_column("legacy_id").drop_nulls().unique().to_list())
     return frame.with_columns(
         pl.col("legacy_id").replace_strict(ids, default=None, return_dtype=pl.String()).alias("milestone_id")
     )
+
+
+def _deterministic_ids(legacy_ids: list[str]) -> dict[str, str]:
+    """``{legacy id: deterministic_id(legacy id)}``, computed as :func:`uuid.uuid5` does (SHA-1
+    of the namespace and the UTF-8 name; version 5, RFC 4122 variant) without building a UUID
+    object per row (measured: 100,000 ids in a fifth of the time). Empty ids go through
+    :func:`deterministic_id` itself, which refuses them."""
+    namespace = MILESTONE_NAMESPACE.bytes
+    out: dict[str, str] = {}
+    for legacy_id in legacy_ids:
+        if not legacy_id.strip():
+            out[legacy_id] = deterministic_id(legacy_id)  # raises, as ever
+            continue
+        h = sha1(namespace + legacy_id.encode("utf-8")).hexdigest()
+        out[legacy_id] = f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+    return out
+
+
+#: uuid5's variant bits on the first hex digit of the fourth group: (x & 0x3) | 0x8.
+_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
 def _reference_rules(check: _Checker, ref: Reference, extract_ids: list[str]) -> None:
