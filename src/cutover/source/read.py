@@ -67,12 +67,12 @@ import csv
 import hashlib
 import io
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 
 from ..errors import InputError
+from ..money import from_double
 from .mapping import Mapping
 from .model import COLUMNS, FILE, RAW_SCHEMA, ROW, Problem, RawExtract
 
@@ -350,13 +350,13 @@ def _physical_line(text: str, offset: int) -> int:
 
 
 def _double_text(series: pl.Series, decimal_separator: str) -> pl.Series:
-    """Doubles as the decimal they were meant to be: ``Decimal(repr(x))`` written out in full
+    """Doubles as the decimal they were meant to be (:func:`cutover.money.from_double`) written out in full
     (no exponent), a whole number without ``.0``; NaN and infinities as written by polars."""
     text = series.cast(pl.String)
     exponent = text.str.contains("e", literal=True).fill_null(False)
     if exponent.any():  # rare (< 1e-4 or ≥ 1e16): fix just those cells through Decimal
         positions = exponent.arg_true()
-        fixed = [format(Decimal(repr(series[i])), "f") for i in positions.to_list()]
+        fixed = [format(from_double(series[i]), "f") for i in positions.to_list()]
         text = text.scatter(positions, fixed)
     text = text.str.replace(r"^(-?\d+)\.0$", "${1}")
     if decimal_separator != ".":
