@@ -26,7 +26,7 @@ this script never creates: it prints the commands, and runs
 ``benchmarks/bench_reconcile_datacompy.py`` inside it when it exists, then checks that
 datacompy's counts (rows only on one side, mismatched values per column) equal ours.
 
-    python benchmarks/bench_reconcile.py [--milestones 1000000] [--gl-lines 1000000] [--regenerate] [--datacompy]
+    python benchmarks/bench_reconcile.py [--milestones 1000000] [--gl-lines 1000000] [--repeat 3] [--regenerate] [--datacompy]
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -415,6 +416,7 @@ def main() -> int:
     parser.add_argument("--ar-rows", type=int, default=200_000)
     parser.add_argument("--regenerate", action="store_true")
     parser.add_argument("--datacompy", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs, each in a fresh process (median printed)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -425,16 +427,28 @@ def main() -> int:
     if args.regenerate or not marker.exists() or json.loads(marker.read_text()) != sizes:
         generate(args.milestones, args.gl_lines, args.ar_rows)
         marker.write_text(json.dumps(sizes))
-    child = subprocess.run([sys.executable, __file__, "--child"], capture_output=True, text=True)
-    if child.returncode != 0:
-        print(child.stdout + child.stderr)
-        return 1
-    ours = json.loads(child.stdout.strip().splitlines()[-1])
-    print(machine())
+    print(machine(), f"load average {os.getloadavg()[0]:.2f}")
+    runs = []
+    for _ in range(args.repeat):
+        child = subprocess.run([sys.executable, __file__, "--child"], capture_output=True, text=True)
+        if child.returncode != 0:
+            print(child.stdout + child.stderr)
+            return 1
+        ours = json.loads(child.stdout.strip().splitlines()[-1])
+        runs.append(ours)
+        print(
+            f"  run {len(runs)}: reconcile {sizes['milestones']:,} milestones x3 {ours['milestones_s']:.2f} s, "
+            f"balances ({sizes['gl_lines']:,} GL lines x2, {sizes['ar_rows']:,} AR rows x2) {ours['balances_s']:.2f} s, "
+            f"total {ours['total_s']:.2f} s ({ours['cpu_s']:.1f} s of CPU), peak RSS {ours['peak_rss_mb']:,.0f} MB"
+        )
+        if ours["summary"] != runs[0]["summary"] or ours["balances"] != runs[0]["balances"]:
+            print("FINDINGS DIFFER BETWEEN RUNS")
+            return 1
     print(
-        f"reconcile {sizes['milestones']:,} milestones x3: {ours['milestones_s']:.2f} s; "
-        f"balances ({sizes['gl_lines']:,} GL lines x2, {sizes['ar_rows']:,} AR rows x2): {ours['balances_s']:.2f} s; "
-        f"total {ours['total_s']:.2f} s (target <= 2 s; {ours['cpu_s']:.1f} s of CPU); peak RSS {ours['peak_rss_mb']:,.0f} MB (target <= 1,536 MB)"
+        f"median of {len(runs)}: total {statistics.median(r['total_s'] for r in runs):.2f} s (target <= 2 s), "
+        f"reconcile {statistics.median(r['milestones_s'] for r in runs):.2f} s, "
+        f"balances {statistics.median(r['balances_s'] for r in runs):.2f} s; "
+        f"peak RSS at most {max(r['peak_rss_mb'] for r in runs):,.0f} MB (target <= 1,536 MB)"
     )
     print("findings:", json.dumps(ours["summary"]))
     print("balances:", json.dumps(ours["balances"]))

@@ -77,6 +77,9 @@ LEVELS: dict[str, tuple[str, ...]] = {
 _TEXT_FIELDS = ("contract", "line", "legal_entity", "currency")
 _MONEY_FIELDS = ("amount", "tax")
 _COMPARED = (*_TEXT_FIELDS, *_MONEY_FIELDS, "date")
+# Text that is joined, grouped and compared is held as Categorical while reconciling (a join or
+# group-by then moves 32-bit codes, not strings); every finding frame holds it as String again.
+_CODED = (*_TEXT_FIELDS, "trans_status")
 FIELD_ORDER = (*_COMPARED, "invoice_status", "trans_status")
 
 MISMATCH_SCHEMA: dict[str, pl.DataType] = {
@@ -215,7 +218,7 @@ def _prepare(frame: Frame, side: str) -> tuple[pl.LazyFrame, set[str]]:
     if missing:
         raise ValueError(f"the {side} milestones have no column {', '.join(missing)} (see cutover.reconcile.normalise)")
     casts = [money_column(out, n, schema, side).alias(n) for n in _MONEY_FIELDS if n in schema]
-    casts += [pl.col(n).cast(pl.String) for n in _TEXT_FIELDS if n in schema]
+    casts += [pl.col(n).cast(pl.Categorical) for n in _CODED if n in schema]
     if "date" in schema and schema["date"] != pl.Date:
         casts.append(pl.col("date").cast(pl.Date))
     return with_key(out.with_columns(casts)), set(schema.names())
@@ -298,11 +301,11 @@ def reconcile_milestones(
 
     def public(frame: pl.LazyFrame) -> pl.LazyFrame:
         names = frame.collect_schema().names()
-        return frame.drop([n for n in internal if n in names])
+        return _as_text(frame.drop([n for n in internal if n in names]))
 
     legacy_order = ["legacy_id", "milestone_id"]
-    missing_dv = legacy_lf.join(dv_lf.select(key), on=key, how="anti").sort(legacy_order, nulls_last=True)
-    missing_fno = legacy_lf.join(fno_lf.select(key), on=key, how="anti").sort(legacy_order, nulls_last=True)
+    missing_dv = _as_text(legacy_lf.join(dv_lf.select(key), on=key, how="anti")).sort(legacy_order, nulls_last=True)
+    missing_fno = _as_text(legacy_lf.join(fno_lf.select(key), on=key, how="anti")).sort(legacy_order, nulls_last=True)
     side_order = ["contract", "line", "milestone_id"]
     unexpected_dv = public(dv_flagged.filter(~pl.col("_known") & pl.col("_scope"))).sort(side_order, nulls_last=True)
     unexpected_fno = public(fno_flagged.filter(~pl.col("_known") & pl.col("_scope"))).sort(side_order, nulls_last=True)
@@ -398,6 +401,11 @@ def reconcile_milestones(
     )
 
 
+def _as_text(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """``frame`` with its Categorical columns as String (as every finding frame holds text)."""
+    return frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
+
+
 def _duplicates(frame: pl.LazyFrame, side: str, key: list[str]) -> pl.LazyFrame:
     """Ids on more than one row: found on the sorted keys (adjacent equal), then counted."""
     keys = frame.select(key).drop_nulls().sort(key)
@@ -416,12 +424,12 @@ _SUFFIX = {"legacy": "l", "dataverse": "d", "fno": "f"}
 def _side_columns(side: str, cols: set[str]) -> list[pl.Expr]:
     """The compared fields of a side, suffixed (``amount__d``); a field it lacks is null."""
     s = _SUFFIX[side]
-    wanted: list[tuple[str, pl.DataType]] = [(f, pl.String()) for f in _TEXT_FIELDS]
+    wanted: list[tuple[str, pl.DataType]] = [(f, pl.Categorical()) for f in _TEXT_FIELDS]
     wanted += [(f, MONEY) for f in _MONEY_FIELDS] + [("date", pl.Date())]
     if side == "dataverse":
         wanted.append(("invoice_status", pl.Int64()))
     if side == "fno":
-        wanted.append(("trans_status", pl.String()))
+        wanted.append(("trans_status", pl.Categorical()))
     return [
         (pl.col(f).cast(t) if f in cols else pl.lit(None, t)).alias(f"{f}__{s}")
         for f, t in wanted
@@ -537,7 +545,7 @@ def _mismatch_rows(
             dv_diff = fno_diff = tolerance = none
         elif field == "trans_status":
             legacy = dv = none
-            fno = pl.col("trans_status__f")
+            fno = pl.col("trans_status__f").cast(pl.String)
             expected = pl.lit(expected_trans, pl.String)
             dv_diff = fno_diff = tolerance = none
         else:
@@ -607,7 +615,7 @@ def _line_totals(legacy: pl.LazyFrame, dv: pl.LazyFrame, fno: pl.LazyFrame, cols
     totals["dataverse"] = (
         per_line(dv, "dataverse", keys)
         if "currency" in cols["dataverse"]
-        else per_line(dv, "dataverse", keys[:-1]).with_columns(pl.lit(None, pl.String).alias("currency"))
+        else per_line(dv, "dataverse", keys[:-1]).with_columns(pl.lit(None, pl.Categorical).alias("currency"))
     )
     if "currency" in cols["fno"]:
         totals["fno"] = per_line(fno, "fno", keys)
@@ -643,7 +651,7 @@ def _control_totals(lines: pl.LazyFrame, total_tolerance: Decimal) -> pl.LazyFra
             *(pl.col(f"{s}_amount").sum().cast(MONEY) for s in SIDES),
         )
         parts.append(
-            rolled.with_columns(
+            _as_text(rolled).with_columns(
                 pl.lit(level).alias("level"),
                 *(pl.lit(None, pl.String).alias(k) for k in LEVELS["contract_line"] if k not in keys),
             )

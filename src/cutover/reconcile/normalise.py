@@ -228,26 +228,36 @@ def reference_from_legacy(rows: Frame, *, line_key: LineKey = default_line_key) 
             schema={n: pl.String() for n in ("line_id", "contract_id", "currency_id", "legal_entity", "currency")}
             | {"contract_number": pl.String(), "contract_line": pl.Int64()}
         )
+
+    def first_per_id(id_column: str, columns: list[str], *names: pl.Expr) -> pl.LazyFrame:
+        # The first row of each id, found on the raw text first (the work is per distinct id,
+        # not per row), then again on the lower-cased id: the first row of a lower-cased id is
+        # the first row of one of its spellings.
+        return (
+            frame.select(id_column, *columns)
+            .drop_nulls(id_column)
+            .unique(id_column, keep="first", maintain_order=True)
+            .select(_lower(id_column).alias(id_column), *names)
+            .unique(id_column, keep="first", maintain_order=True)
+        )
+
+    contract_number = pl.col("contract_number").cast(pl.String)
     lines, contracts, currencies = pl.collect_all(
         [
-            frame.select(
-                _lower("line_id").alias("line_id"),
+            first_per_id(
+                "line_id",
+                ["legal_entity", "contract_number", "contract_line"],
                 _upper("legal_entity").alias("legal_entity"),
-                pl.col("contract_number").cast(pl.String).alias("contract"),
-                line_key(pl.col("contract_number").cast(pl.String), pl.col("contract_line")).alias("line"),
-            )
-            .drop_nulls("line_id")
-            .unique("line_id", keep="first", maintain_order=True),
-            frame.select(
-                _lower("contract_id").alias("contract_id"),
-                pl.col("contract_number").cast(pl.String).alias("contract"),
+                contract_number.alias("contract"),
+                line_key(contract_number, pl.col("contract_line")).alias("line"),
+            ),
+            first_per_id(
+                "contract_id",
+                ["contract_number", "legal_entity"],
+                contract_number.alias("contract"),
                 _upper("legal_entity").alias("legal_entity"),
-            )
-            .drop_nulls("contract_id")
-            .unique("contract_id", keep="first", maintain_order=True),
-            frame.select(_lower("currency_id").alias("currency_id"), _upper("currency").alias("currency"))
-            .drop_nulls("currency_id")
-            .unique("currency_id", keep="first", maintain_order=True),
+            ),
+            first_per_id("currency_id", ["currency"], _upper("currency").alias("currency")),
         ]
     )
     return DataverseReference(lines, contracts, currencies)
