@@ -79,7 +79,6 @@ _MONEY_FIELDS = ("amount", "tax")
 _COMPARED = (*_TEXT_FIELDS, *_MONEY_FIELDS, "date")
 # Text that is joined, grouped and compared is held as Categorical while reconciling (a join or
 # group-by then moves 32-bit codes, not strings); every finding frame holds it as String again.
-_CODED = (*_TEXT_FIELDS, "trans_status")
 FIELD_ORDER = (*_COMPARED, "invoice_status", "trans_status")
 
 MISMATCH_SCHEMA: dict[str, pl.DataType] = {
@@ -218,7 +217,7 @@ def _prepare(frame: Frame, side: str) -> tuple[pl.LazyFrame, set[str]]:
     if missing:
         raise ValueError(f"the {side} milestones have no column {', '.join(missing)} (see cutover.reconcile.normalise)")
     casts = [money_column(out, n, schema, side).alias(n) for n in _MONEY_FIELDS if n in schema]
-    casts += [pl.col(n).cast(pl.Categorical) for n in _CODED if n in schema]
+    casts += [pl.col(n).cast(pl.Categorical) for n in _TEXT_FIELDS if n in schema]
     if "date" in schema and schema["date"] != pl.Date:
         casts.append(pl.col("date").cast(pl.Date))
     return with_key(out.with_columns(casts)), set(schema.names())
@@ -277,64 +276,55 @@ def reconcile_milestones(
 
     # Each side is read, keyed and checked once, here: everything below uses these frames
     # several times, and a lazy plan would compute them again for each use.
-    legacy_df, dv_df, fno_df = pl.collect_all([legacy_lf.with_row_index("_row"), dv_lf, fno_lf])
-    legacy_lf, dv_lf, fno_lf = legacy_df.lazy(), dv_df.lazy(), fno_df.lazy()
+    legacy_df, dv_df, fno_df = pl.collect_all([f.with_row_index("_row") for f in (legacy_lf, dv_lf, fno_lf)])
+    legacy_lf = legacy_df.lazy()
+    # Every id match is found on the ids sorted once per side, so each join below merges two
+    # sorted columns instead of hashing a million keys; values are then fetched by row number.
+    legacy_ids, dv_ids, fno_ids = pl.collect_all([_sorted_ids(f, key) for f in (legacy_df, dv_df, fno_df)])
+    dv_pairs, fno_pairs = pl.collect_all([_pairs(legacy_ids, ids, key) for ids in (dv_ids, fno_ids)])
     in_scope = pl.col(scope).is_in(legacy_df[scope].drop_nulls().unique().implode()).fill_null(False)
-    if len(key) == 1:  # one UInt128: a hash set of the legacy ids
-        known = pl.col(key[0]).is_in(legacy_df[key[0]].drop_nulls().implode()).fill_null(False)
 
-        def flagged(side: pl.LazyFrame) -> pl.LazyFrame:
-            return side.with_columns(known.alias("_known"), in_scope.alias("_scope"))
+    def flagged(frame: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(_mask(frame.height, pairs["_row"]).alias("_known"), in_scope.alias("_scope"))
 
-    else:
-        legacy_keys = legacy_lf.select(key).drop_nulls().unique().with_columns(pl.lit(True).alias("_known"))
-
-        def flagged(side: pl.LazyFrame) -> pl.LazyFrame:
-            return side.join(legacy_keys, on=key, how="left").with_columns(
-                pl.col("_known").fill_null(False), in_scope.alias("_scope")
-            )
-
-    dv_flagged, fno_flagged = (frame.lazy() for frame in pl.collect_all([flagged(dv_lf), flagged(fno_lf)]))
-    dv_rel = dv_flagged.filter(pl.col("_known") | pl.col("_scope"))
-    fno_rel = fno_flagged.filter(pl.col("_known") | pl.col("_scope"))
+    dv_flagged, fno_flagged = flagged(dv_df, dv_pairs), flagged(fno_df, fno_pairs)
+    relevant = pl.col("_known") | pl.col("_scope")
+    dv_rel, fno_rel = dv_flagged.lazy().filter(relevant), fno_flagged.lazy().filter(relevant)
     internal = [*key, "_known", "_scope", "_row"]
 
     def public(frame: pl.LazyFrame) -> pl.LazyFrame:
         names = frame.collect_schema().names()
         return _as_text(frame.drop([n for n in internal if n in names]))
 
+    on_dv, on_fno = _mask(legacy_df.height, dv_pairs["_lrow"]), _mask(legacy_df.height, fno_pairs["_lrow"])
     legacy_order = ["legacy_id", "milestone_id"]
-    missing_dv = _as_text(legacy_lf.join(dv_lf.select(key), on=key, how="anti")).sort(legacy_order, nulls_last=True)
-    missing_fno = _as_text(legacy_lf.join(fno_lf.select(key), on=key, how="anti")).sort(legacy_order, nulls_last=True)
+    missing_dv = public(legacy_lf.filter(~on_dv)).sort(legacy_order, nulls_last=True)
+    missing_fno = public(legacy_lf.filter(~on_fno)).sort(legacy_order, nulls_last=True)
     side_order = ["contract", "line", "milestone_id"]
-    unexpected_dv = public(dv_flagged.filter(~pl.col("_known") & pl.col("_scope"))).sort(side_order, nulls_last=True)
-    unexpected_fno = public(fno_flagged.filter(~pl.col("_known") & pl.col("_scope"))).sort(side_order, nulls_last=True)
+    unexpected_dv = public(dv_flagged.lazy().filter(~pl.col("_known") & pl.col("_scope"))).sort(
+        side_order, nulls_last=True
+    )
+    unexpected_fno = public(fno_flagged.lazy().filter(~pl.col("_known") & pl.col("_scope"))).sort(
+        side_order, nulls_last=True
+    )
     duplicates = pl.concat(
         [
-            _duplicates(frame, name, key)
-            for name, frame in (("legacy", legacy_lf), ("dataverse", dv_rel), ("fno", fno_rel))
+            _duplicates(legacy_ids, legacy_df, "legacy", key),
+            _duplicates(dv_ids, dv_flagged, "dataverse", key),
+            _duplicates(fno_ids, fno_flagged, "fno", key),
         ]
     )
 
-    # Compare each side with the extract on its own (the two joins run in parallel); only the
-    # few legacy rows that differ somewhere are then joined three ways for the report.
+    # Compare each side with the extract on its own; only the few legacy rows that differ
+    # somewhere are then joined three ways for the report.
     flags = _flags(cols, tol, expected_inv, expected_trans)
-    left = _side_frame(legacy_lf, "legacy", cols, key)
+    legacy_values = legacy_df.select(_side_columns("legacy", cols["legacy"]))
     suspects = [
-        left.join(_side_frame(frame, side, cols, key), on=key, how="inner")
-        .filter(pl.any_horizontal(side_flags))
-        .select("_row")
-        for side, frame in (("dataverse", dv_lf), ("fno", fno_lf))
+        _pair_values(legacy_values, frame, pairs, side, cols).filter(pl.any_horizontal(side_flags)).select("_row")
+        for side, frame, pairs in (("dataverse", dv_df, dv_pairs), ("fno", fno_df, fno_pairs))
         if (side_flags := [e for n, e in flags.items() if n.endswith(f"__{_SUFFIX[side]}")])
-    ] or [left.select("_row").clear()]
+    ] or [legacy_lf.select("_row").clear()]
     control_totals = _control_totals(_line_totals(legacy_lf, dv_rel, fno_rel, cols), tol.total)
-    counts = pl.concat(
-        [
-            legacy_lf.select(pl.lit("legacy").alias("side"), pl.len().alias("n")),
-            dv_rel.select(pl.lit("dataverse").alias("side"), pl.len().alias("n")),
-            fno_rel.select(pl.lit("fno").alias("side"), pl.len().alias("n")),
-        ]
-    )
 
     (
         missing_dv_df,
@@ -344,7 +334,6 @@ def reconcile_milestones(
         duplicates_df,
         suspects_df,
         totals,
-        counts_df,
     ) = pl.collect_all(
         [
             missing_dv,
@@ -354,23 +343,19 @@ def reconcile_milestones(
             duplicates,
             pl.concat(suspects).unique(),
             control_totals,
-            counts,
         ]
     )
-    missing_rows = pl.concat([missing_dv_df["_row"], missing_fno_df["_row"]]).n_unique()
-    missing_dv_df, missing_fno_df = (frame.drop(*internal, strict=False) for frame in (missing_dv_df, missing_fno_df))
     differing_df = _differing(legacy_df, dv_df, fno_df, suspects_df["_row"], cols, key, flags)
     duplicates_df = duplicates_df.sort(
         pl.col("side").replace_strict({s: i for i, s in enumerate(SIDES)}, return_dtype=pl.Int8), "milestone_id"
     )
     mismatches = _mismatch_rows(differing_df, cols, tol, expected_inv, expected_trans)
-    by_side = dict(counts_df.iter_rows())
     off = int((~totals["ok"]).sum()) if totals.height else 0
     summary = ReconciliationSummary(
-        legacy_rows=int(by_side.get("legacy", 0)),
-        dataverse_rows=int(by_side.get("dataverse", 0)),
-        fno_rows=int(by_side.get("fno", 0)),
-        matched=legacy_df.height - missing_rows,
+        legacy_rows=legacy_df.height,
+        dataverse_rows=int(dv_flagged.select(relevant.sum()).item()),
+        fno_rows=int(fno_flagged.select(relevant.sum()).item()),
+        matched=int((on_dv & on_fno).sum()),
         missing_in_dataverse=missing_dv_df.height,
         missing_in_fno=missing_fno_df.height,
         unexpected_in_dataverse=unexpected_dv_df.height,
@@ -406,12 +391,33 @@ def _as_text(frame: pl.LazyFrame) -> pl.LazyFrame:
     return frame.with_columns(pl.col(pl.Categorical).cast(pl.String))
 
 
-def _duplicates(frame: pl.LazyFrame, side: str, key: list[str]) -> pl.LazyFrame:
-    """Ids on more than one row: found on the sorted keys (adjacent equal), then counted."""
-    keys = frame.select(key).drop_nulls().sort(key)
-    repeated = keys.filter(pl.all_horizontal([pl.col(k) == pl.col(k).shift(1) for k in key])).unique()
+def _sorted_ids(frame: pl.DataFrame, key: list[str]) -> pl.LazyFrame:
+    """The key and row number of every row with a key, sorted by key (ties in row order)."""
+    return frame.lazy().select(*key, "_row").drop_nulls(key).sort(key, maintain_order=True)
+
+
+def _pairs(legacy_ids: pl.DataFrame, ids: pl.DataFrame, key: list[str]) -> pl.LazyFrame:
+    """Every (side row ``_row``, legacy row ``_lrow``) with the same id: a merge of two sorted
+    key columns (every pairing when an id repeats on either side)."""
+    return ids.lazy().join(legacy_ids.lazy().rename({"_row": "_lrow"}), on=key, how="inner").select("_row", "_lrow")
+
+
+def _mask(height: int, rows: pl.Series) -> pl.Series:
+    """``height`` booleans, true at ``rows``."""
+    return pl.repeat(False, height, dtype=pl.Boolean, eager=True).scatter(rows, True)
+
+
+def _duplicates(ids: pl.DataFrame, frame: pl.DataFrame, side: str, key: list[str]) -> pl.LazyFrame:
+    """Ids on more than one row (of the rows ``frame`` counts: for Dataverse and F&O those
+    known or in scope), found as equal neighbours in the sorted ids, then counted."""
+    if "_known" in frame.columns:
+        relevant = (frame["_known"] | frame["_scope"]).gather(ids["_row"])
+        ids = ids.filter(relevant)
+    same_as = [pl.all_horizontal([pl.col(k) == pl.col(k).shift(n) for k in key]).fill_null(False) for n in (1, -1)]
+    repeated = ids.filter(same_as[0] | same_as[1])
     return (
-        frame.join(repeated, on=key, how="semi")
+        repeated.lazy()
+        .with_columns(frame["milestone_id"].gather(repeated["_row"]).alias("milestone_id"))
         .group_by(key)
         .agg(pl.col("milestone_id").min(), pl.len().cast(pl.UInt32).alias("rows"))
         .select(pl.lit(side).alias("side"), "milestone_id", "rows")
@@ -429,7 +435,7 @@ def _side_columns(side: str, cols: set[str]) -> list[pl.Expr]:
     if side == "dataverse":
         wanted.append(("invoice_status", pl.Int64()))
     if side == "fno":
-        wanted.append(("trans_status", pl.Categorical()))
+        wanted.append(("trans_status", pl.String()))
     return [
         (pl.col(f).cast(t) if f in cols else pl.lit(None, t)).alias(f"{f}__{s}")
         for f, t in wanted
@@ -442,6 +448,22 @@ def _side_frame(frame: pl.LazyFrame, side: str, cols: dict[str, set[str]], key: 
     if side == "legacy":
         return frame.select("_row", *key, *_side_columns(side, cols[side]))
     return frame.drop_nulls(key).select(*key, *_side_columns(side, cols[side]), pl.lit(True).alias(f"__{side}"))
+
+
+def _pair_values(
+    legacy_values: pl.DataFrame, frame: pl.DataFrame, pairs: pl.DataFrame, side: str, cols: dict[str, set[str]]
+) -> pl.LazyFrame:
+    """The compared fields of each pairing, side by side (legacy ``__l``, the side suffixed),
+    fetched by row number; ``_row`` is the legacy row."""
+    values = frame.select(*_side_columns(side, cols[side]), pl.lit(True).alias(f"__{side}"))
+    return pl.concat(
+        [
+            legacy_values.select(pl.all().gather(pairs["_lrow"])),
+            values.select(pl.all().gather(pairs["_row"])),
+            pairs.select(pl.col("_lrow").alias("_row")),
+        ],
+        how="horizontal",
+    ).lazy()
 
 
 def _differing(
@@ -545,7 +567,7 @@ def _mismatch_rows(
             dv_diff = fno_diff = tolerance = none
         elif field == "trans_status":
             legacy = dv = none
-            fno = pl.col("trans_status__f").cast(pl.String)
+            fno = pl.col("trans_status__f")
             expected = pl.lit(expected_trans, pl.String)
             dv_diff = fno_diff = tolerance = none
         else:
