@@ -15,6 +15,7 @@ from .helpers import screen_text
 
 FOLDER = Path(__file__).parent / "snapshots"
 CLOCK = re.compile(r"\b\d\d:\d\d:\d\d\b")
+STAMP_DATE = re.compile(r"\b\d{4}-\d\d-\d\d(?= hh:mm:ss)")  # the day part of a clock time (the day the test ran)
 DIGEST = re.compile(r"\b[0-9a-f]{12,64}\b")  # SHA-256 of packs whose files carry the time they were made
 UPDATE = os.environ.get("CUTOVER_UPDATE_SNAPSHOTS") == "1"
 
@@ -24,6 +25,7 @@ def assert_snapshot(app, name: str) -> None:
     stem = f"{name}_{width}x{height}"
     text = "\n".join(line.rstrip() for line in screen_text(app).splitlines()) + "\n"
     text = CLOCK.sub("hh:mm:ss", text)  # journal times change from run to run
+    text = STAMP_DATE.sub("yyyy-mm-dd", text)
     text = DIGEST.sub(lambda m: "#" * len(m.group()), text)
     path = FOLDER / f"{stem}.txt"
     if UPDATE or not path.exists():
