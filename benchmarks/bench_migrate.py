@@ -22,6 +22,7 @@ against the service-protection bound with 1 and 4 identities, paced.
                                           execution/window ÷ (write_base + write_per_record × chunk) × chunk) ÷ window
 
     python benchmarks/bench_migrate.py [--rows 100000] [--records 20000] [--windows 4] [--skip-validate]
+                                       [--pools 1,4] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import dataclasses
 import math
 import resource
 import sqlite3
+import statistics
 import tempfile
 import time
 import uuid
@@ -239,6 +241,10 @@ async def load(
         "ids": {r[KEY] for r in recs},
         "factor": max((p.factor for p in pacers.values()), default=1.0),
         "paced": sum(p.waited for p in pacers.values()),
+        "learning": ", ".join(
+            f"raised {p.learned}×, lowered {p.lowered}×, {p.stale} stale throttles" for p in list(pacers.values())[:1]
+        )
+        + (" on the first identity" if len(pacers) > 1 else ""),
     }
     await dv.aclose()
     return out
@@ -301,25 +307,34 @@ async def load_figures(args) -> None:
                 f"pool-of-4 bound {4 * bound(args.chunk, scale, cost):,.0f} records/s = {4 * bound(args.chunk, scale, cost) / ceiling:.2f} of the ceiling",
                 flush=True,
             )
-            for pool in (1, 4):
+            for pool in args.pools:
                 limit = bound(args.chunk, scale, cost) * pool
                 passes = max(1, math.ceil(args.windows * window * limit / args.records - 0.25))
                 for paced in (True, False) if args.compare else (True,):
-                    await admin("PUT", "protection", json={"scale": scale, "cost": cost})
-                    pacing = Pacing(window_scale=scale) if paced else None
-                    b = await load(url, lines, args.records, pool, args.chunk, pacing, passes)
-                    landed = count(work, b["ids"])
-                    share = b["throttled"] / max(1, b["requests"] + b["throttled"])
-                    print(
-                        f"    pool of {pool}, {'paced' if paced else 'unpaced'}: {b['rate']:,.1f} records/s over {passes} × "
-                        f"{args.records:,} in {', '.join(f'{t:.1f}' for t in b['times'])} s — bound {limit:,.1f} → ratio "
-                        f"{b['rate'] / limit:.3f} (target ≥ 0.95); throttled {b['throttled']} of {b['requests'] + b['throttled']} "
-                        f"requests ({share:.1%}); learned execution factor {b['factor']:.1f}, paced waits {b['paced']:.1f} s, "
-                        f"warm-up {b['warm']:.1f} s; rows {landed:,}",
-                        flush=True,
-                    )
-                    if landed != args.records:
-                        raise SystemExit(f"lost or duplicated writes: {landed:,} of {args.records:,}")
+                    ratios = []
+                    for _ in range(args.repeat):
+                        await admin("PUT", "protection", json={"scale": scale, "cost": cost})
+                        pacing = Pacing(window_scale=scale) if paced else None
+                        b = await load(url, lines, args.records, pool, args.chunk, pacing, passes)
+                        landed = count(work, b["ids"])
+                        share = b["throttled"] / max(1, b["requests"] + b["throttled"])
+                        ratios.append(b["rate"] / limit)
+                        print(
+                            f"    pool of {pool}, {'paced' if paced else 'unpaced'}: {b['rate']:,.1f} records/s over {passes} × "
+                            f"{args.records:,} in {', '.join(f'{t:.1f}' for t in b['times'])} s — bound {limit:,.1f} → ratio "
+                            f"{b['rate'] / limit:.3f} (target ≥ 0.95); throttled {b['throttled']} of {b['requests'] + b['throttled']} "
+                            f"requests ({share:.1%}); learned execution factor {b['factor']:.1f} ({b['learning']}), "
+                            f"paced waits {b['paced']:.1f} s, warm-up {b['warm']:.1f} s; rows {landed:,}",
+                            flush=True,
+                        )
+                        if landed != args.records:
+                            raise SystemExit(f"lost or duplicated writes: {landed:,} of {args.records:,}")
+                    if args.repeat > 1:
+                        print(
+                            f"    pool of {pool}, {'paced' if paced else 'unpaced'}: median ratio "
+                            f"{statistics.median(ratios):.3f} of {args.repeat} runs ({', '.join(f'{r:.3f}' for r in ratios)})",
+                            flush=True,
+                        )
 
 
 def main() -> None:
@@ -334,7 +349,17 @@ def main() -> None:
     ap.add_argument("--compare", action="store_true", help="also run each load unpaced")
     ap.add_argument("--skip-validate", action="store_true")
     ap.add_argument("--skip-load", action="store_true")
+    ap.add_argument("--pools", default="1,4", help="identity pool sizes to load with, comma-separated")
+    ap.add_argument("--repeat", type=int, default=1, help="loads per pool size (the median ratio is printed)")
     args = ap.parse_args()
+    try:
+        args.pools = [int(p) for p in args.pools.split(",")]
+    except ValueError:
+        ap.error(f"--pools: expected comma-separated pool sizes such as 1,4, got {args.pools!r}")
+    if any(p not in range(1, len(IDENTITIES) + 1) for p in args.pools):
+        ap.error(f"--pools: each pool size must be 1 to {len(IDENTITIES)} (the simulator's identities)")
+    if args.repeat < 1:
+        ap.error("--repeat: at least 1")
     if not args.skip_validate:
         asyncio.run(validate_and_plan(args))
     if not args.skip_load:

@@ -336,9 +336,9 @@ class _Clock:
 
 
 async def _paced(pacer, clock: _Clock, *, records: int, wall: float, throttled: bool = False) -> None:
-    estimate = await pacer.before(records)
+    admission = await pacer.before(records)
     clock.now += wall
-    pacer.after(records, estimate, wall, throttled=throttled)
+    pacer.after(admission, wall, throttled_ago=wall / 2 if throttled else None)
 
 
 async def test_a_pacers_factor_comes_back_down_after_busy_windows_without_a_throttle():
@@ -375,3 +375,49 @@ async def test_a_pacers_factor_comes_back_down_after_busy_windows_without_a_thro
     for _ in range(2000):
         await _paced(pacer, clock, records=100, wall=0.5)
     assert pacer.factor >= 1.0
+
+
+async def test_a_throttle_of_a_request_admitted_before_the_last_raise_is_not_learned_from():
+    """Requests in flight together meet one throttle event together, and a throttled request
+    reports it only when it is finally answered — after its Retry-After, possibly after the
+    factor was already raised. Such a late report must not raise the factor a second time on
+    the same evidence (that overshoot slowed a whole first pass of a load)."""
+    from cutover.bulk import Pacing
+
+    clock = _Clock()
+    pacer = Pacing(window_scale=0.01).pacer(clock=clock, sleep=clock.sleep)  # window 3 s, 12 s execution
+    for _ in range(6):
+        await _paced(pacer, clock, records=100, wall=0.5)  # 3 s of wall: the window is full
+    early = [await pacer.before(100) for _ in range(2)]  # in flight together
+    clock.now += 0.5
+    pacer.after(early[0], 0.5, throttled_ago=0.1)  # the first one learns
+    raised = pacer.factor
+    assert pacer.learned == 1 and raised > 1
+    clock.now += 2.0  # past half a window: a fresh throttle could be learned from
+    pacer.after(early[1], 0.5, throttled_ago=2.1)  # the same event, answered after its wait
+    assert pacer.factor == raised and pacer.learned == 1 and pacer.stale == 1
+    # a request admitted after the raise that meets a throttle is fresh evidence
+    await _paced(pacer, clock, records=100, wall=0.5, throttled=True)
+    assert pacer.learned == 2 and pacer.factor > raised
+
+
+async def test_a_throttle_is_judged_against_the_window_that_ended_at_the_429():
+    """A request answered long after its 429 (it waited out Retry-After) is judged against
+    what the window held when the 429 came, not the emptier window at its answer: the factor
+    rises by the limit over that window's estimate, as much as when the report comes at once."""
+    from cutover.bulk import Pacing
+
+    async def raised_by(report_after: float) -> float:
+        clock = _Clock()
+        pacer = Pacing(window_scale=0.01).pacer(clock=clock, sleep=clock.sleep)  # window 3 s, 12 s execution
+        for _ in range(4):
+            await _paced(pacer, clock, records=100, wall=0.5)  # 2 s of wall in the window
+        admission = await pacer.before(100)
+        clock.now += 0.1  # the 429
+        clock.now += report_after  # its Retry-After, then the answering attempt
+        pacer.after(admission, 0.01, throttled_ago=report_after)
+        return pacer.factor
+
+    at_once, late = await raised_by(0.01), await raised_by(2.5)
+    assert at_once == pytest.approx(12.0 / 2.0, rel=1e-3)  # the limit over what the window held
+    assert late == pytest.approx(at_once, rel=1e-3)

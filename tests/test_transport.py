@@ -14,6 +14,7 @@ from cutover.redaction import redact
 from cutover.tokens import StaticToken, TokenSource
 from cutover.transport import (
     AdaptiveLimit,
+    Attempts,
     AuthenticationFailed,
     ConnectionFailed,
     NotFound,
@@ -118,6 +119,25 @@ async def test_a_non_zero_retry_after_is_really_waited_before_the_retry(sim):
     assert [e["status"] for e in log] == [429, 200]
     assert log[1]["at"] - log[0]["at"] >= 1.0
     assert elapsed >= 1.0 and t.stats.waited_seconds >= 1.0
+
+
+async def test_attempts_say_what_one_call_went_through_not_its_neighbours(sim):
+    """Two calls in flight together on one transport, one of them throttled once: the transport's
+    stats add both up, each call's `Attempts` has only its own 429, its own wait and the time of
+    its answering attempt (what the pacer learns from)."""
+    await sim.admin("PUT", "faults", json={"script": ["429"], "retry_after": 1, "path_contains": "WhoAmI"})
+    t = dv_transport(sim)
+    mine, theirs = Attempts(), Attempts()
+    started = time.monotonic()
+    a, b = await asyncio.gather(
+        t.request("GET", "WhoAmI", attempts=mine),
+        t.request("GET", "EntityDefinitions", params={"$select": "LogicalName"}, attempts=theirs),
+    )
+    elapsed = time.monotonic() - started
+    assert a.status_code == b.status_code == 200 and t.stats.throttled == 1
+    assert mine.throttled and len(mine.throttled_at) == 1 and started <= mine.throttled_at[0]
+    assert mine.waited >= 1.0 and mine.answered_in is not None and mine.answered_in < elapsed - 1.0
+    assert not theirs.throttled and theirs.waited == 0.0 and theirs.answered_in is not None
 
 
 async def test_5xx_on_a_read_is_retried_with_backoff(sim):

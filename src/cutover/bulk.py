@@ -49,8 +49,14 @@ stays just under both limits (:class:`Pacer`, one per transport):
   On a real service a request's execution time is at most its wall time, so ``m = 1`` is
   conservative. A service that charges more than the wall time (the rehearsal simulator with
   ``latency_factor < 1``) is learned from: when a request meets a throttle although the pacer's
-  own estimate of the last window is under the limit, ``m`` rises to ``limit ÷ estimate`` (at
-  most ×8 per event, at most once per half window). It comes back down after each whole window
+  own estimate of the window that ended at that 429 is under the limit, ``m`` rises to
+  ``limit ÷ estimate`` (at most ×8 per event, at most once per half window). A throttled request
+  reports only when it is finally answered, after its ``Retry-After``: it is judged against the
+  window at its 429 (not the emptier one at its answer), and if it was admitted before the
+  latest raise it is not learned from at all (it met the old factor's traffic; learning from it
+  again overshot ``m`` threefold and slowed a whole pass). The wall time and the 429 times come
+  from the request's own :class:`~cutover.transport.Attempts`, never from counters shared with
+  concurrent requests. It comes back down after each whole window
   without a throttle in which the pace held the identity back (it waited): by a step (first
   10 %) that halves at each raise (down to 2 %) and grows by half after each lowering (up to
   25 %): multiplicative decrease, fast while the factor is far too high, fine near the limit,
@@ -85,6 +91,7 @@ from . import odata
 from .batch import MAX_BATCH_REQUESTS, BatchPart, decode_batch, encode_batch
 from .csdl import DATAVERSE_NAMESPACE
 from .transport import (
+    Attempts,
     AuthenticationFailed,
     BadRequest,
     ConnectionFailed,
@@ -100,6 +107,7 @@ __all__ = [
     "DEFAULT_CHUNK",
     "ISOLATE_BELOW",
     "MAX_BULK_TARGETS",
+    "Admission",
     "BulkJob",
     "BulkResult",
     "ChunkOutcome",
@@ -228,6 +236,16 @@ class Pacing:
         return Pacer(self, clock=clock, sleep=sleep)
 
 
+@dataclass(frozen=True)
+class Admission:
+    """A request the pacer let through: its records, the execution it was estimated to cost,
+    and when it was admitted (the pacer's clock)."""
+
+    records: int
+    estimate: float
+    at: float
+
+
 class Pacer:
     """Paces one identity (one transport) to its window: call :meth:`before` before each
     request and :meth:`after` when it ends."""
@@ -248,7 +266,9 @@ class Pacer:
         self._request_tat = 0.0  # theoretical arrival times (GCRA)
         self._execution_tat = 0.0
         self._lock = asyncio.Lock()
-        self._recent: deque[tuple[float, float]] = deque()  # (finished at, raw wall seconds)
+        # (finished at, raw wall seconds) of the last two windows: a throttle is judged against
+        # the window that ended when its 429 came, which may be most of a window ago
+        self._recent: deque[tuple[float, float]] = deque()
         self._learned_at = -1e18
         self._clean_since: float | None = None  # start of the current window without a throttle
         self._waited_since = 0.0  # `waited` when that window started
@@ -256,13 +276,14 @@ class Pacer:
         self.waited = 0.0  # seconds spent waiting on the pace
         self.learned = 0  # throttle events the factor was raised on
         self.lowered = 0  # clean windows the factor was lowered after
+        self.stale = 0  # throttles of requests admitted before the last raise (not learned from)
 
     def estimate(self, records: int) -> float:
         """Estimated execution seconds of a request carrying `records` records."""
         return self.factor * (self.per_record or 0.0) * max(1, records)
 
-    async def before(self, records: int) -> float:
-        """Wait for this request's turn; returns the execution estimate it was admitted with."""
+    async def before(self, records: int) -> Admission:
+        """Wait for this request's turn; returns what it was admitted with (pass it to :meth:`after`)."""
         async with self._lock:
             now = self.clock()
             ready = max(self._request_tat, self._execution_tat)
@@ -273,26 +294,31 @@ class Pacer:
             estimate = self.estimate(records)
             self._request_tat = max(self._request_tat, now) + 1.0 / self.request_rate
             self._execution_tat = max(self._execution_tat, now) + estimate / self.execution_rate
-            return estimate
+            return Admission(records, estimate, now)
 
-    def after(self, records: int, estimate: float, wall: float, *, throttled: bool) -> None:
-        """The request ended after `wall` seconds (waits for throttles excluded); `throttled`:
-        it met a 429 on the way."""
+    def after(self, admission: Admission, wall: float, *, throttled_ago: float | None = None) -> None:
+        """The request admitted as `admission` was answered; its answering attempt took `wall`
+        seconds. `throttled_ago`: it met a 429 on the way, that many seconds ago (None: it did not)."""
         now = self.clock()
         w = self.pacing.window_seconds
+        records = admission.records
         raw = max(0.0, wall)
-        if not throttled:
-            sample = raw / max(1, records)
-            self.per_record = sample if self.per_record is None else 0.8 * self.per_record + 0.2 * sample
+        sample = raw / max(1, records)
+        self.per_record = sample if self.per_record is None else 0.8 * self.per_record + 0.2 * sample
         self._recent.append((now, raw))
-        while self._recent and self._recent[0][0] <= now - w:
+        while self._recent and self._recent[0][0] <= now - 2 * w:
             self._recent.popleft()
         if self._clean_since is None:
             self._clean_since, self._waited_since = now, self.waited
-        if throttled:
+        if throttled_ago is not None:
             self._clean_since, self._waited_since = now, self.waited
-            if now - self._learned_at >= w / 2:
-                spent = sum(r for _, r in self._recent) * self.factor
+            if admission.at < self._learned_at:
+                # admitted under an older, lower factor: its 429 says nothing of the present one
+                self.stale += 1
+            elif now - self._learned_at >= w / 2:
+                # what the pacer believes the service counted in the window that ended at the 429
+                at = now - max(0.0, throttled_ago)
+                spent = sum(r for t, r in self._recent if at - w < t <= at) * self.factor
                 if 0 < spent < self.pacing.max_execution:
                     self.factor *= min(self.GROWTH_CAP, self.pacing.max_execution / spent)
                     self._learned_at = now
@@ -308,7 +334,7 @@ class Pacer:
                 self.step = min(self.MAX_STEP, self.step * 1.5)
             self._clean_since, self._waited_since = now, self.waited
         # correct the schedule by what the request really cost
-        self._execution_tat += (self.factor * raw - estimate) / self.execution_rate
+        self._execution_tat += (self.factor * raw - admission.estimate) / self.execution_rate
 
 
 class _SetMissing(NotFound):
@@ -619,19 +645,17 @@ class BulkJob:
         pacer = self.pacer(t)
         if pacer is None:
             return await t.request(method, path, **kw)
-        estimate = await pacer.before(records)
-        throttled0, waited0 = t.stats.throttled, t.stats.waited_seconds
-        started = time.monotonic()
+        admission = await pacer.before(records)
+        attempts = Attempts()
         try:
-            return await t.request(method, path, **kw)
+            return await t.request(method, path, attempts=attempts, **kw)
         finally:
-            waited = t.stats.waited_seconds - waited0
-            pacer.after(
-                records,
-                estimate,
-                time.monotonic() - started - waited,
-                throttled=t.stats.throttled > throttled0,
-            )
+            if attempts.answered_in is not None:
+                pacer.after(
+                    admission,
+                    attempts.answered_in,
+                    throttled_ago=time.monotonic() - attempts.throttled_at[0] if attempts.throttled else None,
+                )
 
     async def _batch(self, t: Transport, items: list[int]) -> None:
         for start in range(0, len(items), MAX_BATCH_REQUESTS):

@@ -193,6 +193,22 @@ class TransportStats:
     by_status: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass
+class Attempts:
+    """What one call of :meth:`Transport.request` went through; pass one to see it (the
+    transport's `stats` add up every call, and concurrent calls share them).
+
+    Times are ``time.monotonic()`` seconds."""
+
+    throttled_at: list[float] = field(default_factory=list)  # when each 429 arrived
+    waited: float = 0.0  # seconds slept between attempts (Retry-After, back-off)
+    answered_in: float | None = None  # wall seconds of the last attempt (the one answered, when one was)
+
+    @property
+    def throttled(self) -> bool:
+        return bool(self.throttled_at)
+
+
 class Transport:
     """Authenticated, throttle-aware HTTP to one service root of one environment."""
 
@@ -247,8 +263,11 @@ class Transport:
         headers: dict[str, str] | None = None,
         idempotent: bool | None = None,
         accept: tuple[int, ...] = (),
+        attempts: Attempts | None = None,
     ) -> httpx.Response:
-        """Send one request with every rule above; returns a 2xx response or one whose status is in `accept`."""
+        """Send one request with every rule above; returns a 2xx response or one whose status is
+        in `accept`. `attempts`, when given, is filled with what this call went through."""
+        attempts = attempts if attempts is not None else Attempts()
         method = method.upper()
         url = self.url(path)
         if self.read_only and method != "GET":
@@ -274,6 +293,7 @@ class Transport:
                 "Authorization": f"Bearer {token}",
             }
             await self.limit.acquire()
+            sent = time.monotonic()
             try:
                 self.stats.requests += 1
                 response = await self.client.request(method, url, params=params, content=content, headers=send_headers)
@@ -281,6 +301,7 @@ class Transport:
                 failure = exc
                 response = None
             finally:
+                attempts.answered_in = time.monotonic() - sent
                 await self.limit.release()
 
             if response is None:
@@ -290,7 +311,7 @@ class Transport:
                         raise ConnectionFailed(
                             self.environment, method, url, _unreachable_message(failure, self.base_url)
                         ) from None
-                    await self._backoff(failures)
+                    await self._backoff(failures, attempts)
                     continue
                 if not idempotent:
                     raise OutcomeUnknown(
@@ -307,12 +328,13 @@ class Transport:
                         url,
                         f"connection failed {failures} times ({type(failure).__name__}: {failure}); check the network and the service health, then re-run — completed work is kept",
                     ) from None
-                await self._backoff(failures)
+                await self._backoff(failures, attempts)
                 continue
 
             status = response.status_code
             self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
             if status == 429:
+                attempts.throttled_at.append(time.monotonic())
                 self.stats.throttled += 1
                 await self.limit.throttled()
                 throttles += 1
@@ -328,6 +350,7 @@ class Transport:
                         status=429,
                     )
                 self.stats.waited_seconds += wait
+                attempts.waited += wait
                 await self.sleep(wait + self.rng.uniform(0, min(1.0, wait * 0.1)))
                 continue
             if status == 401 and not refreshed:
@@ -348,7 +371,7 @@ class Transport:
                         code=code,
                     )
                 if failures < self.retry.attempts:
-                    await self._backoff(failures)
+                    await self._backoff(failures, attempts)
                     continue
             if 200 <= status < 300 or status in accept:
                 hint = response.headers.get("x-ms-dop-hint")
@@ -356,11 +379,12 @@ class Transport:
                 return response
             raise self._error(method, url, response)
 
-    async def _backoff(self, failures: int) -> None:
+    async def _backoff(self, failures: int, attempts: Attempts) -> None:
         self.stats.retried += 1
         ceiling = min(self.retry.max_delay, self.retry.base_delay * (2 ** (failures - 1)))
         delay = self.rng.uniform(0, ceiling)
         self.stats.waited_seconds += delay
+        attempts.waited += delay
         await self.sleep(delay)
 
     def _error(self, method: str, url: str, response: httpx.Response) -> ServiceError:
