@@ -241,10 +241,12 @@ async def load(
         "ids": {r[KEY] for r in recs},
         "factor": max((p.factor for p in pacers.values()), default=1.0),
         "paced": sum(p.waited for p in pacers.values()),
-        "learning": ", ".join(
-            f"raised {p.learned}×, lowered {p.lowered}×, {p.stale} stale throttles" for p in list(pacers.values())[:1]
-        )
-        + (" on the first identity" if len(pacers) > 1 else ""),
+        "learning": (
+            f"raised {first.learned}×, lowered {first.lowered}×, {first.stale} stale throttles"
+            + (" on the first identity" if len(pacers) > 1 else "")
+            if (first := next(iter(pacers.values()), None))
+            else "not paced"
+        ),
     }
     await dv.aclose()
     return out

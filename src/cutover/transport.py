@@ -202,7 +202,7 @@ class Attempts:
 
     throttled_at: list[float] = field(default_factory=list)  # when each 429 arrived
     waited: float = 0.0  # seconds slept between attempts (Retry-After, back-off)
-    answered_in: float | None = None  # wall seconds of the last attempt (the one answered, when one was)
+    answered_in: float | None = None  # wall seconds of the last attempt sent (None: nothing was sent)
 
     @property
     def throttled(self) -> bool:
