@@ -55,6 +55,7 @@ from ._frames import (
     signed_money_text,
     with_key,
 )
+from ._tuples import CODE, encode
 
 __all__ = [
     "CONTROL_TOTAL_SCHEMA",
@@ -77,8 +78,9 @@ LEVELS: dict[str, tuple[str, ...]] = {
 _TEXT_FIELDS = ("contract", "line", "legal_entity", "currency")
 _MONEY_FIELDS = ("amount", "tax")
 _COMPARED = (*_TEXT_FIELDS, *_MONEY_FIELDS, "date")
-# Text that is joined, grouped and compared is held as Categorical while reconciling (a join or
-# group-by then moves 32-bit codes, not strings); every finding frame holds it as String again.
+# Text is compared and grouped by one exact number per row, its tuple in a dictionary shared by
+# the sides (cutover.reconcile._tuples); the text itself is read only for the few rows that
+# differ and for the totals' labels.
 FIELD_ORDER = (*_COMPARED, "invoice_status", "trans_status")
 
 MISMATCH_SCHEMA: dict[str, pl.DataType] = {
@@ -209,18 +211,31 @@ _REQUIRED = {
 
 
 def _prepare(frame: Frame, side: str) -> tuple[pl.LazyFrame, set[str]]:
-    """A side with its key, money widened to Decimal(38, 16) (a float refused); the set of
-    its columns."""
+    """A side with its key, money widened to Decimal(38, 16) (a float refused), text as
+    String; the set of its columns."""
     out = lazy(frame)
     schema = out.collect_schema()
     missing = [n for n in _REQUIRED[side] if n not in schema]
     if missing:
         raise ValueError(f"the {side} milestones have no column {', '.join(missing)} (see cutover.reconcile.normalise)")
     casts = [money_column(out, n, schema, side).alias(n) for n in _MONEY_FIELDS if n in schema]
-    casts += [pl.col(n).cast(pl.Categorical) for n in _TEXT_FIELDS if n in schema]
+    casts += [pl.col(n).cast(pl.String) for n in _TEXT_FIELDS if n in schema and schema[n] != pl.String]
     if "date" in schema and schema["date"] != pl.Date:
         casts.append(pl.col("date").cast(pl.Date))
     return with_key(out.with_columns(casts)), set(schema.names())
+
+
+# A side's text tuple is coded over the text fields it has: all four, or the three but the
+# currency (F&O's milestone entity carries none). The extract is coded over all four, and over
+# the three when a side needs it.
+_FULL = "_text"
+_SHORT = "_text3"
+_CODE_FIELDS = {_FULL: _TEXT_FIELDS, _SHORT: tuple(f for f in _TEXT_FIELDS if f != "currency")}
+
+
+def _own_code(columns: set[str]) -> str:
+    """The code column a side groups its rows by: over every text field it has."""
+    return _FULL if "currency" in columns else _SHORT
 
 
 def _status_text(value: int | None) -> str | None:
@@ -273,24 +288,51 @@ def reconcile_milestones(
     dv_lf, dv_cols = _prepare(dataverse, "dataverse")
     fno_lf, fno_cols = _prepare(fno, "fno")
     cols = {"legacy": legacy_cols, "dataverse": dv_cols, "fno": fno_cols}
+    side_code = {side: _own_code(cols[side]) for side in ("dataverse", "fno")}
 
-    # Each side is read, keyed and checked once, here: everything below uses these frames
+    # Each side is read, keyed and coded once, here: everything below uses these frames
     # several times, and a lazy plan would compute them again for each use.
     legacy_df, dv_df, fno_df = pl.collect_all([f.with_row_index("_row") for f in (legacy_lf, dv_lf, fno_lf)])
+    # Each side's text as one number per row (its tuple in a dictionary shared with the extract):
+    # equal codes, equal text. The extract's tuples come first, so they are codes 0 to n - 1.
+    frames = {"legacy": legacy_df, "dataverse": dv_df, "fno": fno_df}
+    full_users = ["legacy", *(side for side, c in side_code.items() if c == _FULL)]
+    codes, full = encode([frames[u] for u in full_users], _CODE_FIELDS[_FULL])
+    coded = [(u, _FULL, c) for u, c in zip(full_users, codes, strict=True)]
+    extract_tuples = int(codes[0].max()) + 1 if legacy_df.height else 0
+    dictionaries = {_FULL: full}
+    short_users = [side for side, c in side_code.items() if c == _SHORT]
+    if short_users:
+        # The extract's shorter tuple follows from its full one: code the dictionary, not the rows.
+        (short_of_full,), dictionaries[_SHORT] = encode([full], _CODE_FIELDS[_SHORT])
+        coded.append(("legacy", _SHORT, short_of_full.gather(codes[0])))
+        codes, dictionaries[_SHORT] = encode(
+            [frames[u] for u in short_users], _CODE_FIELDS[_SHORT], dictionaries[_SHORT]
+        )
+        coded += [(u, _SHORT, c) for u, c in zip(short_users, codes, strict=True)]
+    for user, name, code in coded:
+        frames[user] = frames[user].with_columns(code.alias(name))
+    legacy_df, dv_df, fno_df = frames["legacy"], frames["dataverse"], frames["fno"]
     legacy_lf = legacy_df.lazy()
     # Every id match is found on the ids sorted once per side, so each join below merges two
     # sorted columns instead of hashing a million keys; values are then fetched by row number.
     legacy_ids, dv_ids, fno_ids = pl.collect_all([_sorted_ids(f, key) for f in (legacy_df, dv_df, fno_df)])
     dv_pairs, fno_pairs = pl.collect_all([_pairs(legacy_ids, ids, key) for ids in (dv_ids, fno_ids)])
-    in_scope = pl.col(scope).is_in(legacy_df[scope].drop_nulls().unique().implode()).fill_null(False)
 
-    def flagged(frame: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
-        return frame.with_columns(_mask(frame.height, pairs["_row"]).alias("_known"), in_scope.alias("_scope"))
+    # A milestone is in scope when its contract (or line) is one of the extract's: decided
+    # once per distinct text tuple, then looked up by code.
+    scope_values = dictionaries[_FULL].head(extract_tuples)[scope].drop_nulls().unique().implode()
 
-    dv_flagged, fno_flagged = flagged(dv_df, dv_pairs), flagged(fno_df, fno_pairs)
+    def flagged(frame: pl.DataFrame, pairs: pl.DataFrame, side: str) -> pl.DataFrame:
+        code = side_code[side]
+        in_scope = dictionaries[code].select(pl.col(scope).is_in(scope_values).fill_null(False)).to_series()
+        return frame.with_columns(
+            _mask(frame.height, pairs["_row"]).alias("_known"), in_scope.gather(frame[code]).alias("_scope")
+        )
+
+    dv_flagged, fno_flagged = flagged(dv_df, dv_pairs, "dataverse"), flagged(fno_df, fno_pairs, "fno")
     relevant = pl.col("_known") | pl.col("_scope")
-    dv_rel, fno_rel = dv_flagged.lazy().filter(relevant), fno_flagged.lazy().filter(relevant)
-    internal = [*key, "_known", "_scope", "_row"]
+    internal = [*key, "_known", "_scope", "_row", *_CODE_FIELDS]
 
     def public(frame: pl.LazyFrame) -> pl.LazyFrame:
         names = frame.collect_schema().names()
@@ -315,16 +357,32 @@ def reconcile_milestones(
         ]
     )
 
-    # Compare each side with the extract on its own; only the few legacy rows that differ
-    # somewhere are then joined three ways for the report.
+    # Compare each side with the extract on its own (text by code); only the few legacy rows
+    # that differ somewhere are then joined three ways, on their text, for the report.
     flags = _flags(cols, tol, expected_inv, expected_trans)
-    legacy_values = legacy_df.select(_side_columns("legacy", cols["legacy"]))
     suspects = [
-        _pair_values(legacy_values, frame, pairs, side, cols).filter(pl.any_horizontal(side_flags)).select("_row")
+        _pair_values(
+            legacy_df,
+            frame,
+            pairs,
+            side,
+            cols,
+            side_code[side],
+            _status_bad(side, cols[side], expected_inv, expected_trans),
+        )
+        .filter(pl.any_horizontal(side_flags))
+        .select("_row")
         for side, frame, pairs in (("dataverse", dv_df, dv_pairs), ("fno", fno_df, fno_pairs))
-        if (side_flags := [e for n, e in flags.items() if n.endswith(f"__{_SUFFIX[side]}")])
+        if (side_flags := _coded_flags(flags, side))
     ] or [legacy_lf.select("_row").clear()]
-    control_totals = _control_totals(_line_totals(legacy_lf, dv_rel, fno_rel, cols), tol.total)
+    per_line = {
+        "legacy": _per_line(legacy_lf, "legacy", _FULL, dictionaries[_FULL]),
+        **{
+            side: _per_line(frame.lazy().filter(relevant), side, side_code[side], dictionaries[side_code[side]])
+            for side, frame in (("dataverse", dv_flagged), ("fno", fno_flagged))
+        },
+    }
+    line_totals = _line_totals(per_line)
 
     (
         missing_dv_df,
@@ -333,7 +391,7 @@ def reconcile_milestones(
         unexpected_fno_df,
         duplicates_df,
         suspects_df,
-        totals,
+        lines_df,
     ) = pl.collect_all(
         [
             missing_dv,
@@ -342,9 +400,11 @@ def reconcile_milestones(
             unexpected_fno,
             duplicates,
             pl.concat(suspects).unique(),
-            control_totals,
+            line_totals,
         ]
     )
+    # Rolled up from the line totals once they are known (a plan would compute them per level).
+    totals = _control_totals(lines_df.lazy(), tol.total).collect()
     differing_df = _differing(legacy_df, dv_df, fno_df, suspects_df["_row"], cols, key, flags)
     duplicates_df = duplicates_df.sort(
         pl.col("side").replace_strict({s: i for i, s in enumerate(SIDES)}, return_dtype=pl.Int8), "milestone_id"
@@ -398,8 +458,14 @@ def _sorted_ids(frame: pl.DataFrame, key: list[str]) -> pl.LazyFrame:
 
 def _pairs(legacy_ids: pl.DataFrame, ids: pl.DataFrame, key: list[str]) -> pl.LazyFrame:
     """Every (side row ``_row``, legacy row ``_lrow``) with the same id: a merge of two sorted
-    key columns (every pairing when an id repeats on either side)."""
-    return ids.lazy().join(legacy_ids.lazy().rename({"_row": "_lrow"}), on=key, how="inner").select("_row", "_lrow")
+    key columns (every pairing when an id repeats on either side), in legacy row order (so the
+    extract's values are then read front to back)."""
+    return (
+        ids.lazy()
+        .join(legacy_ids.lazy().rename({"_row": "_lrow"}), on=key, how="inner")
+        .select("_row", "_lrow")
+        .sort("_lrow", maintain_order=True)
+    )
 
 
 def _mask(height: int, rows: pl.Series) -> pl.Series:
@@ -427,20 +493,17 @@ def _duplicates(ids: pl.DataFrame, frame: pl.DataFrame, side: str, key: list[str
 _SUFFIX = {"legacy": "l", "dataverse": "d", "fno": "f"}
 
 
-def _side_columns(side: str, cols: set[str]) -> list[pl.Expr]:
-    """The compared fields of a side, suffixed (``amount__d``); a field it lacks is null."""
+def _side_columns(side: str, cols: set[str], text: bool = True) -> list[pl.Expr]:
+    """The compared fields of a side, suffixed (``amount__d``); a field it lacks is null.
+    Without ``text``, the fields but the four text ones (which pairs compare by code)."""
     s = _SUFFIX[side]
-    wanted: list[tuple[str, pl.DataType]] = [(f, pl.Categorical()) for f in _TEXT_FIELDS]
+    wanted: list[tuple[str, pl.DataType]] = [(f, pl.String()) for f in _TEXT_FIELDS] if text else []
     wanted += [(f, MONEY) for f in _MONEY_FIELDS] + [("date", pl.Date())]
     if side == "dataverse":
         wanted.append(("invoice_status", pl.Int64()))
     if side == "fno":
         wanted.append(("trans_status", pl.String()))
-    return [
-        (pl.col(f).cast(t) if f in cols else pl.lit(None, t)).alias(f"{f}__{s}")
-        for f, t in wanted
-        if f != "milestone_id"
-    ]
+    return [(pl.col(f).cast(t) if f in cols else pl.lit(None, t)).alias(f"{f}__{s}") for f, t in wanted]
 
 
 def _side_frame(frame: pl.LazyFrame, side: str, cols: dict[str, set[str]], key: list[str]) -> pl.LazyFrame:
@@ -451,11 +514,26 @@ def _side_frame(frame: pl.LazyFrame, side: str, cols: dict[str, set[str]], key: 
 
 
 def _pair_values(
-    legacy_values: pl.DataFrame, frame: pl.DataFrame, pairs: pl.DataFrame, side: str, cols: dict[str, set[str]]
+    legacy: pl.DataFrame,
+    frame: pl.DataFrame,
+    pairs: pl.DataFrame,
+    side: str,
+    cols: dict[str, set[str]],
+    code: str,
+    status_bad: pl.Expr | None,
 ) -> pl.LazyFrame:
-    """The compared fields of each pairing, side by side (legacy ``__l``, the side suffixed),
-    fetched by row number; ``_row`` is the legacy row."""
-    values = frame.select(*_side_columns(side, cols[side]), pl.lit(True).alias(f"__{side}"))
+    """The compared fields of each pairing, side by side (legacy ``__l``, the side suffixed;
+    the text as the two codes ``_text__l`` and ``_text__<side>``; the side's status as
+    ``_status_bad__<side>``, judged before the rows are fetched), fetched by row number;
+    ``_row`` is the legacy row."""
+    s = _SUFFIX[side]
+    legacy_values = legacy.select(pl.col(code).alias("_text__l"), *_side_columns("legacy", cols["legacy"], text=False))
+    values = frame.select(
+        pl.col(code).alias(f"_text__{s}"),
+        *(e for e in _side_columns(side, cols[side], text=False) if e.meta.output_name() not in _STATUS_COLUMNS),
+        (pl.lit(False) if status_bad is None else status_bad).alias(f"_status_bad__{s}"),
+        pl.lit(True).alias(f"__{side}"),
+    )
     return pl.concat(
         [
             legacy_values.select(pl.all().gather(pairs["_lrow"])),
@@ -464,6 +542,32 @@ def _pair_values(
         ],
         how="horizontal",
     ).lazy()
+
+
+_STATUS_COLUMNS = ("invoice_status__d", "trans_status__f")
+
+
+def _status_bad(side: str, cols: set[str], expected_inv: int | None, expected_trans: str | None) -> pl.Expr | None:
+    """A side row's status is not the expected one (as :func:`_flags` judges it)."""
+    if side == "dataverse" and expected_inv is not None and "invoice_status" in cols:
+        return pl.col("invoice_status").cast(pl.Int64()).ne_missing(expected_inv)
+    if side == "fno" and expected_trans is not None and "trans_status" in cols:
+        return pl.col("trans_status").cast(pl.String()).ne_missing(pl.lit(expected_trans))
+    return None
+
+
+def _coded_flags(flags: dict[str, pl.Expr], side: str) -> list[pl.Expr]:
+    """A side's flags over :func:`_pair_values`: its text flags replaced by one comparison of
+    the text codes, its status flag by the status judged before the fetch."""
+    s = _SUFFIX[side]
+    mine = {n.removeprefix("__x_").removesuffix(f"__{s}"): e for n, e in flags.items() if n.endswith(f"__{s}")}
+    out = [e for field, e in mine.items() if field not in (*_TEXT_FIELDS, "invoice_status", "trans_status")]
+    present = pl.col(f"__{side}")
+    if any(field in _TEXT_FIELDS for field in mine):
+        out.append(present & (pl.col("_text__l") != pl.col(f"_text__{s}")))
+    if "invoice_status" in mine or "trans_status" in mine:
+        out.append(present & pl.col(f"_status_bad__{s}"))
+    return out
 
 
 def _differing(
@@ -623,25 +727,27 @@ def _mismatch_rows(
 # --- control totals --------------------------------------------------------------------------------
 
 
-def _line_totals(legacy: pl.LazyFrame, dv: pl.LazyFrame, fno: pl.LazyFrame, cols: dict[str, set[str]]) -> pl.LazyFrame:
-    """Counts and sums per (legal entity, contract, line, currency), one column pair per side,
-    every side grouped by its own values."""
-    keys = list(LEVELS["contract_line"])
-
-    def per_line(frame: pl.LazyFrame, side: str, by: list[str]) -> pl.LazyFrame:
-        return frame.group_by(by).agg(
+def _per_line(frame: pl.LazyFrame, side: str, code: str, dictionary: pl.DataFrame) -> pl.LazyFrame:
+    """Count and sum of a side's rows per text tuple (its code), with the tuple's text."""
+    return (
+        frame.group_by(code)
+        .agg(
             pl.len().cast(pl.UInt32).alias(f"{side}_count"), pl.col("amount").sum().cast(MONEY).alias(f"{side}_amount")
         )
-
-    totals = {"legacy": per_line(legacy, "legacy", keys), "dataverse": None, "fno": None}
-    totals["dataverse"] = (
-        per_line(dv, "dataverse", keys)
-        if "currency" in cols["dataverse"]
-        else per_line(dv, "dataverse", keys[:-1]).with_columns(pl.lit(None, pl.Categorical).alias("currency"))
+        .join(dictionary.lazy().with_row_index(code).with_columns(pl.col(code).cast(CODE)), on=code, how="left")
+        .drop(code)
     )
-    if "currency" in cols["fno"]:
-        totals["fno"] = per_line(fno, "fno", keys)
-    else:  # F&O's milestone entity has no currency: the line's, as the extract (else Dataverse) has it
+
+
+def _line_totals(per_line: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
+    """Counts and sums per (legal entity, contract, line, currency), one column pair per side,
+    every side grouped by its own values (``per_line``: each side's :func:`_per_line`)."""
+    keys = list(LEVELS["contract_line"])
+    totals = dict(per_line)
+    if "currency" not in totals["dataverse"].collect_schema():
+        totals["dataverse"] = totals["dataverse"].with_columns(pl.lit(None, pl.String).alias("currency"))
+    if "currency" not in totals["fno"].collect_schema():
+        # F&O's milestone entity has no currency: the line's, as the extract (else Dataverse) has it
         line_currency = (
             pl.concat(
                 [
@@ -654,7 +760,7 @@ def _line_totals(legacy: pl.LazyFrame, dv: pl.LazyFrame, fno: pl.LazyFrame, cols
             .unique("line", keep="first")
             .select("line", "currency")
         )
-        totals["fno"] = per_line(fno, "fno", keys[:-1]).join(line_currency, on="line", how="left")
+        totals["fno"] = totals["fno"].join(line_currency, on="line", how="left")
     joined = totals["legacy"]
     for side in ("dataverse", "fno"):
         joined = joined.join(totals[side], on=keys, how="full", coalesce=True, nulls_equal=True)
