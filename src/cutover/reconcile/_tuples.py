@@ -7,8 +7,8 @@ distinct tuples. Pairs then compare two numbers, sides group by one, and a tuple
 from the dictionary (code ``i`` is row ``i``).
 
 The codes are exact by construction: a frame's rows are joined to the dictionary on the text
-itself (one probe per row of a table of distinct tuples, a few thousand rows), and the tuples
-the dictionary lacks are added to it. Frames coded against one dictionary share its codes:
+itself (one probe per row into a table of the distinct tuples), and the tuples the dictionary
+lacks are grouped on their text and added to it. Frames coded against one dictionary share its codes:
 equal codes, equal text.
 """
 
@@ -24,7 +24,11 @@ CODE = pl.UInt32()
 
 
 def _codes(frame: pl.DataFrame, fields: list[str], dictionary: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
-    """The code of every row of ``frame`` and the dictionary with the tuples it lacked added."""
+    """The code of every row of ``frame`` and the dictionary with the tuples it lacked added.
+
+    Rows are looked up in the dictionary by a join on their text (nulls equal); the tuples it
+    lacks are then grouped with their rows in one pass (group keys compare nulls as equal too)
+    and numbered in order of appearance."""
     codes = pl.zeros(frame.height, CODE, eager=True)
     rest = frame.select(fields).with_row_index("__row")
     if dictionary.height:
@@ -32,14 +36,13 @@ def _codes(frame: pl.DataFrame, fields: list[str], dictionary: pl.DataFrame) -> 
         found = rest.lazy().join(known, on=fields, how="left", nulls_equal=True).select("__row", "__code").collect()
         hit = found.filter(pl.col("__code").is_not_null())
         codes = codes.scatter(hit["__row"], hit["__code"].cast(CODE))
-        missed = pl.repeat(True, frame.height, dtype=pl.Boolean, eager=True).scatter(hit["__row"], False)
-        rest = rest.filter(missed)
+        rest = rest.filter(pl.repeat(True, frame.height, dtype=pl.Boolean, eager=True).scatter(hit["__row"], False))
     if rest.height:
-        added = rest.select(fields).unique(maintain_order=True)
-        numbered = added.with_row_index("__code", offset=dictionary.height)
-        new = rest.join(numbered, on=fields, how="left", nulls_equal=True)
-        codes = codes.scatter(new["__row"], new["__code"].cast(CODE))
-        dictionary = pl.concat([dictionary, added])
+        groups = rest.group_by(fields, maintain_order=True).agg(pl.col("__row"))
+        numbered = groups.select(pl.int_range(pl.len(), dtype=CODE).add(dictionary.height).alias("__code"), "__row")
+        new = numbered.explode("__row")
+        codes = codes.scatter(new["__row"], new["__code"])
+        dictionary = pl.concat([dictionary, groups.select(fields)])
     return codes, dictionary
 
 
