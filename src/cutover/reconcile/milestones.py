@@ -581,7 +581,7 @@ def _differing(
 ) -> pl.DataFrame:
     """The legacy rows at ``rows`` with their Dataverse and F&O rows (every pairing when an id
     repeats) and the flags, keeping the pairings that differ somewhere."""
-    some = legacy.filter(pl.col("_row").is_in(rows.implode()))
+    some = legacy.select(pl.all().gather(rows.sort()))  # "_row" is the row's position
     keys = some.select(key).unique()
     left = _side_frame(some.lazy(), "legacy", cols, key).join(
         some.lazy().select("_row", "milestone_id", "legacy_id"), on="_row", how="left"
