@@ -8,8 +8,8 @@ from the dictionary (code ``i`` is row ``i``).
 
 The codes are exact by construction: a frame's rows are joined to the dictionary on the text
 itself (one probe per row into a table of the distinct tuples), and the tuples the dictionary
-lacks are grouped on their text and added to it. Frames coded against one dictionary share its codes:
-equal codes, equal text.
+lacks are grouped on their text and added to it. Frames coded against one dictionary share its
+codes: equal codes, equal text.
 """
 
 from __future__ import annotations
