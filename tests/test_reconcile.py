@@ -512,3 +512,19 @@ def test_lazy_parquet_inputs_give_the_same_findings(tmp_path):
 def test_a_side_without_required_columns_is_refused():
     with pytest.raises(ValueError, match="no column"):
         reconcile_milestones(pl.DataFrame({"milestone_id": ["x"]}), pl.DataFrame(), pl.DataFrame())
+
+
+def test_a_side_without_currency_and_a_side_with_it_are_compared_on_what_each_has():
+    # The roles swapped from the usual: F&O rows carry CurrencyCode (one of them wrong), the
+    # Dataverse frame has no currency; the other text fields of both are still compared.
+    fno = [fno_row(r, f"CLM-{i:07d}", CurrencyCode=r["currency"]) for i, r in enumerate(WORLD, 1)]
+    fno[1]["CurrencyCode"] = "EUR"
+    dataverse = [dv_row(r) for r in WORLD]
+    dataverse[2]["_msdyn_contractlineid_value"] = A["line_id"]  # LEG-3 on USMF's line 1
+    legacy, dv, fno_frame = sides(WORLD, dataverse, fno)
+    result = reconcile_milestones(legacy, dv.drop("currency"), fno_frame)
+    assert rows(result.mismatches, "legacy_id", "field", "legacy", "dataverse", "fno", "differs") == [
+        ("LEG-2", "currency", "USD", None, "EUR", "fno"),
+        ("LEG-3", "line", "PRJC-000002-1", "PRJC-000001-1", "PRJC-000002-1", "dataverse"),
+        ("LEG-3", "legal_entity", "DEMF", "USMF", "DEMF", "dataverse"),
+    ]
