@@ -53,6 +53,11 @@ def with_key(frame: pl.LazyFrame, column: str = "milestone_id", wide: bool | Non
     return frame.with_columns(pl.when(valid).then(e).otherwise(None).alias(e.meta.output_name()) for e in parsed)
 
 
+def mask(height: int, rows: pl.Series) -> pl.Series:
+    """``height`` booleans, true at ``rows``."""
+    return pl.repeat(False, height, dtype=pl.Boolean, eager=True).scatter(rows, True)
+
+
 def money_column(frame: pl.LazyFrame, name: str, schema: pl.Schema, where: str) -> pl.Expr:
     """``name`` as :data:`MONEY`, exactly: a Decimal widened, decimal text parsed (a value with
     more than 16 decimals refused), an integer as is; a float is a :class:`MoneyError`."""

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from ._frames import mask
+
 __all__ = ["CODE", "encode"]
 
 CODE = pl.UInt32()
@@ -36,7 +38,7 @@ def _codes(frame: pl.DataFrame, fields: list[str], dictionary: pl.DataFrame) -> 
         found = rest.lazy().join(known, on=fields, how="left", nulls_equal=True).select("__row", "__code").collect()
         hit = found.filter(pl.col("__code").is_not_null())
         codes = codes.scatter(hit["__row"], hit["__code"].cast(CODE))
-        rest = rest.filter(pl.repeat(True, frame.height, dtype=pl.Boolean, eager=True).scatter(hit["__row"], False))
+        rest = rest.filter(~mask(frame.height, hit["__row"]))
     if rest.height:
         groups = rest.group_by(fields, maintain_order=True).agg(pl.col("__row"))
         numbered = groups.select(pl.int_range(pl.len(), dtype=CODE).add(dictionary.height).alias("__code"), "__row")

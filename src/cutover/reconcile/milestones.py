@@ -50,6 +50,7 @@ from ._frames import (
     decimal_text,
     key_columns,
     lazy,
+    mask,
     money_column,
     money_text,
     signed_money_text,
@@ -238,6 +239,33 @@ def _own_code(columns: set[str]) -> str:
     return _FULL if "currency" in columns else _SHORT
 
 
+def _coded(
+    frames: dict[str, pl.DataFrame], side_code: dict[str, str]
+) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame], int]:
+    """Each side's text as one number per row (its tuple in a dictionary shared with the
+    extract: equal codes, equal text), in the column :func:`_own_code` names (the extract in
+    both when a side needs the shorter one); the dictionaries by code column; and how many
+    tuples are the extract's (they come first: codes 0 to n - 1)."""
+    frames = dict(frames)
+    full_users = ["legacy", *(side for side, c in side_code.items() if c == _FULL)]
+    codes, full = encode([frames[u] for u in full_users], _CODE_FIELDS[_FULL])
+    coded = [(u, _FULL, c) for u, c in zip(full_users, codes, strict=True)]
+    extract_tuples = int(codes[0].max()) + 1 if frames["legacy"].height else 0
+    dictionaries = {_FULL: full}
+    short_users = [side for side, c in side_code.items() if c == _SHORT]
+    if short_users:
+        # The extract's shorter tuple follows from its full one: code the dictionary, not the rows.
+        (short_of_full,), dictionaries[_SHORT] = encode([full], _CODE_FIELDS[_SHORT])
+        coded.append(("legacy", _SHORT, short_of_full.gather(codes[0])))
+        codes, dictionaries[_SHORT] = encode(
+            [frames[u] for u in short_users], _CODE_FIELDS[_SHORT], dictionaries[_SHORT]
+        )
+        coded += [(u, _SHORT, c) for u, c in zip(short_users, codes, strict=True)]
+    for user, name, code in coded:
+        frames[user] = frames[user].with_columns(code.alias(name))
+    return frames, dictionaries, extract_tuples
+
+
 def _status_text(value: int | None) -> str | None:
     if value is None:
         return None
@@ -293,25 +321,7 @@ def reconcile_milestones(
     # Each side is read, keyed and coded once, here: everything below uses these frames
     # several times, and a lazy plan would compute them again for each use.
     legacy_df, dv_df, fno_df = pl.collect_all([f.with_row_index("_row") for f in (legacy_lf, dv_lf, fno_lf)])
-    # Each side's text as one number per row (its tuple in a dictionary shared with the extract):
-    # equal codes, equal text. The extract's tuples come first, so they are codes 0 to n - 1.
-    frames = {"legacy": legacy_df, "dataverse": dv_df, "fno": fno_df}
-    full_users = ["legacy", *(side for side, c in side_code.items() if c == _FULL)]
-    codes, full = encode([frames[u] for u in full_users], _CODE_FIELDS[_FULL])
-    coded = [(u, _FULL, c) for u, c in zip(full_users, codes, strict=True)]
-    extract_tuples = int(codes[0].max()) + 1 if legacy_df.height else 0
-    dictionaries = {_FULL: full}
-    short_users = [side for side, c in side_code.items() if c == _SHORT]
-    if short_users:
-        # The extract's shorter tuple follows from its full one: code the dictionary, not the rows.
-        (short_of_full,), dictionaries[_SHORT] = encode([full], _CODE_FIELDS[_SHORT])
-        coded.append(("legacy", _SHORT, short_of_full.gather(codes[0])))
-        codes, dictionaries[_SHORT] = encode(
-            [frames[u] for u in short_users], _CODE_FIELDS[_SHORT], dictionaries[_SHORT]
-        )
-        coded += [(u, _SHORT, c) for u, c in zip(short_users, codes, strict=True)]
-    for user, name, code in coded:
-        frames[user] = frames[user].with_columns(code.alias(name))
+    frames, dictionaries, extract_tuples = _coded({"legacy": legacy_df, "dataverse": dv_df, "fno": fno_df}, side_code)
     legacy_df, dv_df, fno_df = frames["legacy"], frames["dataverse"], frames["fno"]
     legacy_lf = legacy_df.lazy()
     # Every id match is found on the ids sorted once per side, so each join below merges two
@@ -327,7 +337,7 @@ def reconcile_milestones(
         code = side_code[side]
         in_scope = dictionaries[code].select(pl.col(scope).is_in(scope_values).fill_null(False)).to_series()
         return frame.with_columns(
-            _mask(frame.height, pairs["_row"]).alias("_known"), in_scope.gather(frame[code]).alias("_scope")
+            mask(frame.height, pairs["_row"]).alias("_known"), in_scope.gather(frame[code]).alias("_scope")
         )
 
     dv_flagged, fno_flagged = flagged(dv_df, dv_pairs, "dataverse"), flagged(fno_df, fno_pairs, "fno")
@@ -338,7 +348,7 @@ def reconcile_milestones(
         names = frame.collect_schema().names()
         return _as_text(frame.drop([n for n in internal if n in names]))
 
-    on_dv, on_fno = _mask(legacy_df.height, dv_pairs["_lrow"]), _mask(legacy_df.height, fno_pairs["_lrow"])
+    on_dv, on_fno = mask(legacy_df.height, dv_pairs["_lrow"]), mask(legacy_df.height, fno_pairs["_lrow"])
     legacy_order = ["legacy_id", "milestone_id"]
     missing_dv = public(legacy_lf.filter(~on_dv)).sort(legacy_order, nulls_last=True)
     missing_fno = public(legacy_lf.filter(~on_fno)).sort(legacy_order, nulls_last=True)
@@ -468,11 +478,6 @@ def _pairs(legacy_ids: pl.DataFrame, ids: pl.DataFrame, key: list[str]) -> pl.La
     )
 
 
-def _mask(height: int, rows: pl.Series) -> pl.Series:
-    """``height`` booleans, true at ``rows``."""
-    return pl.repeat(False, height, dtype=pl.Boolean, eager=True).scatter(rows, True)
-
-
 def _duplicates(ids: pl.DataFrame, frame: pl.DataFrame, side: str, key: list[str]) -> pl.LazyFrame:
     """Ids on more than one row (of the rows ``frame`` counts: for Dataverse and F&O those
     known or in scope), found as equal neighbours in the sorted ids, then counted."""
@@ -547,12 +552,15 @@ def _pair_values(
 _STATUS_COLUMNS = ("invoice_status__d", "trans_status__f")
 
 
-def _status_bad(side: str, cols: set[str], expected_inv: int | None, expected_trans: str | None) -> pl.Expr | None:
-    """A side row's status is not the expected one (as :func:`_flags` judges it)."""
+def _status_bad(
+    side: str, cols: set[str], expected_inv: int | None, expected_trans: str | None, suffix: str = ""
+) -> pl.Expr | None:
+    """A side row's status is not the expected one (its column named with ``suffix``); None
+    when the side's status is not checked."""
     if side == "dataverse" and expected_inv is not None and "invoice_status" in cols:
-        return pl.col("invoice_status").cast(pl.Int64()).ne_missing(expected_inv)
+        return pl.col(f"invoice_status{suffix}").cast(pl.Int64()).ne_missing(expected_inv)
     if side == "fno" and expected_trans is not None and "trans_status" in cols:
-        return pl.col("trans_status").cast(pl.String()).ne_missing(pl.lit(expected_trans))
+        return pl.col(f"trans_status{suffix}").cast(pl.String()).ne_missing(pl.lit(expected_trans))
     return None
 
 
@@ -618,10 +626,10 @@ def _flags(
             else:
                 bad = a.ne_missing(b)
             out[f"__x_{field}__{s}"] = (present & bad).fill_null(False)
-    if expected_inv is not None and "invoice_status" in cols["dataverse"]:
-        out["__x_invoice_status__d"] = pl.col("__dataverse") & pl.col("invoice_status__d").ne_missing(expected_inv)
-    if expected_trans is not None and "trans_status" in cols["fno"]:
-        out["__x_trans_status__f"] = pl.col("__fno") & pl.col("trans_status__f").ne_missing(pl.lit(expected_trans))
+    for side, field in (("dataverse", "invoice_status"), ("fno", "trans_status")):
+        s = _SUFFIX[side]
+        if (bad := _status_bad(side, cols[side], expected_inv, expected_trans, suffix=f"__{s}")) is not None:
+            out[f"__x_{field}__{s}"] = pl.col(f"__{side}") & bad
     return out
 
 
