@@ -154,7 +154,7 @@ class CutoverData:
             load_and_validate(self.settings.source, session, self.settings.mapping, self.cutover_date)
         )
         if result.problems:
-            first = "; ".join(f"row {p.row} {p.column or ''}: {p.message}" for p in result.problems[:5])
+            first = "; ".join(f"{p.place}: {p.message}" for p in result.problems[:5])
             raise InputError(
                 f"the legacy extract has {len(result.problems):,} problem(s), so it cannot serve as the truth "
                 f"to verify against: {first}",

@@ -412,3 +412,13 @@ async def test_a_cross_checked_problem_names_what_to_fix(sim, world_db, tmp_path
     (problem,) = validated.problems
     assert problem.column == "customer_account" and problem.value == read_extract(path).frame["customer_account"][I0]
     assert "customer is " + _row(frame, I0)["customer_account"] in problem.message
+
+
+def test_a_problem_says_where_it_is_in_words(world_db, tmp_path):
+    # what `cutover verify` quotes when the extract cannot be the truth: never "row None"
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    (whole,) = check_file(*_bytes(b"\x00\x01 not a csv \xff\xfe\n")(seed_frame(world_db), tmp_path / "a")).problems
+    assert whole.place == "the whole file"
+    (cell,) = check_file(*_cell("amount", "")(seed_frame(world_db), tmp_path / "b")).problems
+    assert cell.place == f"row {row_of(I0)}, amount"

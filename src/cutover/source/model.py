@@ -93,6 +93,13 @@ class Problem:
     def as_row(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in PROBLEM_COLUMNS}
 
+    @property
+    def place(self) -> str:
+        """Where in the extract, in words: ``row 12, amount``, ``row 12`` or ``the whole file``."""
+        if self.row is None:
+            return "the whole file" if self.column is None else f"column {self.column}"
+        return f"row {self.row}" if self.column is None else f"row {self.row}, {self.column}"
+
 
 def problems_frame(problems: list[Problem]) -> pl.DataFrame:
     """Problems as a frame (the error file, the TUI's table), sorted by file, row, column."""
