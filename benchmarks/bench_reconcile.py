@@ -385,6 +385,15 @@ def run_once() -> dict:
     }
 
 
+def child_run(script: Path) -> dict:
+    """``script --child`` in a fresh process: the JSON line it prints last (its output, and exit
+    status 1, when it fails)."""
+    answer = subprocess.run([sys.executable, str(script), "--child"], capture_output=True, text=True)
+    if answer.returncode != 0:
+        raise SystemExit(answer.stdout + answer.stderr)
+    return json.loads(answer.stdout.strip().splitlines()[-1])
+
+
 # --- datacompy -------------------------------------------------------------------------------------
 
 
@@ -452,11 +461,7 @@ def main() -> int:
     print(machine(), f"load average {os.getloadavg()[0]:.2f}")
     runs = []
     for _ in range(args.repeat):
-        child = subprocess.run([sys.executable, __file__, "--child"], capture_output=True, text=True)
-        if child.returncode != 0:
-            print(child.stdout + child.stderr)
-            return 1
-        ours = json.loads(child.stdout.strip().splitlines()[-1])
+        ours = child_run(Path(__file__))
         runs.append(ours)
         print(
             f"  run {len(runs)}: reconcile {sizes['milestones']:,} milestones x3 {ours['milestones_s']:.2f} s "

@@ -33,7 +33,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -167,13 +166,6 @@ def bare_run() -> dict:
     }
 
 
-def child(script: Path, *args: str) -> dict:
-    answer = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
-    if answer.returncode != 0:
-        raise SystemExit(answer.stdout + answer.stderr)
-    return json.loads(answer.stdout.strip().splitlines()[-1])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="pairs of runs (real, bare), each in a fresh process")
@@ -189,8 +181,8 @@ def main() -> int:
     print(bench_reconcile.machine(), f"load average {os.getloadavg()[0]:.2f}", f"data {sizes}")
     real, bare = [], []
     for n in range(1, args.rounds + 1):
-        real.append(child(Path(bench_reconcile.__file__), "--child"))
-        bare.append(child(Path(__file__), "--child"))
+        real.append(bench_reconcile.child_run(Path(bench_reconcile.__file__)))
+        bare.append(bench_reconcile.child_run(Path(__file__)))
         r, b = real[-1], bare[-1]
         print(
             f"  round {n}: real {r['total_s']:.2f} s (read + normalise {r['normalise_s']:.2f}, compare "
